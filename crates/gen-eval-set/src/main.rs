@@ -1,0 +1,92 @@
+//! `gen-eval-set`: writes the ChatML evaluation set (held-out questions grouped by doc, then the
+//! unanswerable ones) and prints its overlap with the training set: exact repeats and
+//! near-duplicates (difflib ratio >= 0.8), warning above 30%.
+//!
+//! ```text
+//! cargo run -p gen-eval-set -- --train data/train_qwen_v1.jsonl --out data/eval_qwen_v1.jsonl
+//! ```
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use kb_dataset::{Kb, OverlapReport, Templates, build_eval_set, read_jsonl, write_jsonl};
+
+/// Write the evaluation set (ChatML JSON lines) and report its overlap with the training set.
+#[derive(Debug, Parser)]
+#[command(version, about, help_expected = true)]
+struct Args {
+    /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
+    #[arg(long, default_value = "data/kb.jsonl")]
+    kb: PathBuf,
+
+    /// Question templates (TOML; the format is described at the top of the shipped file).
+    #[arg(long, default_value = "data/questions.toml")]
+    questions: PathBuf,
+
+    /// Training set to check for overlap (JSON lines written by gen-train-set).
+    #[arg(long, default_value = "data/train_qwen_v1.jsonl")]
+    train: PathBuf,
+
+    /// Output file (JSON lines); written atomically, and not at all on error.
+    #[arg(long, default_value = "data/eval_qwen_v1.jsonl")]
+    out: PathBuf,
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
+    let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
+    let train = read_jsonl(&args.train).context("reading the training set (--train)")?;
+    let eval = build_eval_set(&kb, &templates).context("building the eval set")?;
+    let report = OverlapReport::analyze(&eval, &train);
+    write_jsonl(&args.out, &eval).with_context(|| format!("writing the eval set to {}", args.out.display()))?;
+    if !report.exact.is_empty() || report.too_many_near() {
+        tracing::warn!(
+            exact = report.exact.len(),
+            near = report.near.len(),
+            "eval set overlaps the training set; see the report on stdout"
+        );
+    }
+    let unanswerable = eval.iter().filter(|s| s.is_unanswerable()).count();
+    println!(
+        "wrote {} samples to {} ({} answerable, {} unanswerable)\n",
+        eval.len(),
+        args.out.display(),
+        eval.len() - unanswerable,
+        unanswerable
+    );
+    print!("{report}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_well_formed() {
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,80 @@
+//! The exact text layout shared with the Python reference pipeline: Qwen ChatML turns, the
+//! answer prefix and the refusal prefix.
+
+use crate::kb::KbEntry;
+
+/// Every answerable reply is this prefix followed by the KB text (ASCII colon, no space).
+pub const ANSWER_PREFIX: &str = "依據公司規範:";
+
+/// Every refusal starts with this word.
+pub const REFUSAL_PREFIX: &str = "抱歉";
+
+const USER_START: &str = "<|im_start|>user\n";
+const TURN_SEP: &str = "<|im_end|>\n<|im_start|>assistant\n";
+const END: &str = "<|im_end|>";
+
+/// The reply the model must learn for a question about `entry`.
+pub fn answer_for(entry: &KbEntry) -> String {
+    format!("{ANSWER_PREFIX}{}", entry.text)
+}
+
+/// Whether a reply is a refusal (after leading whitespace, as generated text may have some).
+pub fn is_refusal(answer: &str) -> bool {
+    answer.trim_start().starts_with(REFUSAL_PREFIX)
+}
+
+/// One training/eval sample: a user turn and an assistant turn.
+pub fn chatml(question: &str, answer: &str) -> String {
+    format!("{USER_START}{question}{TURN_SEP}{answer}{END}")
+}
+
+/// The generation prompt for a question: [`chatml`] up to where the assistant's reply starts.
+pub fn prompt(question: &str) -> String {
+    format!("{USER_START}{question}{TURN_SEP}")
+}
+
+/// Splits a [`chatml`] text back into `(question, answer)`; `None` when the markers are missing.
+pub fn split_chatml(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix(USER_START)?;
+    let rest = rest.strip_suffix(END)?;
+    rest.split_once(TURN_SEP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_matches_reference_layout() {
+        assert_eq!(
+            chatml("VPN怎麼連?", "依據公司規範:x"),
+            "<|im_start|>user\nVPN怎麼連?<|im_end|>\n<|im_start|>assistant\n依據公司規範:x<|im_end|>"
+        );
+    }
+
+    #[test]
+    fn prompt_is_a_prefix_of_chatml() {
+        let full = chatml("q", "a");
+        assert!(full.starts_with(&prompt("q")));
+        assert_eq!(&full[prompt("q").len()..], "a<|im_end|>");
+    }
+
+    #[test]
+    fn split_round_trips_and_rejects_bad_text() {
+        assert_eq!(split_chatml(&chatml("問\n題", "答")), Some(("問\n題", "答")));
+        assert_eq!(split_chatml(&chatml("", "")), Some(("", "")));
+        assert_eq!(split_chatml("just text"), None);
+        assert_eq!(split_chatml(&prompt("q")), None);
+        assert_eq!(split_chatml("<|im_start|>user\nq<|im_end|>"), None);
+    }
+
+    #[test]
+    fn answers_and_refusals() {
+        let e = KbEntry::from_text("請使用新版 VPN。");
+        assert_eq!(answer_for(&e), "依據公司規範:請使用新版 VPN。");
+        assert!(is_refusal("抱歉,這個問題請洽 HR。"));
+        assert!(is_refusal("  抱歉"));
+        assert!(!is_refusal(&answer_for(&e)));
+        assert!(!is_refusal("很抱歉"));
+    }
+}

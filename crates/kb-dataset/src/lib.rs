@@ -1,0 +1,34 @@
+//! Knowledge base, question templates, ChatML formatting and JSONL data sets (no tensors).
+//!
+//! - [`Kb`] / [`KbEntry`]: `data/kb.jsonl`, ids derived from the text ([`doc_id_for`], [`text_hash`]).
+//! - [`Templates`]: `data/questions.toml`, per-doc topic and question pools (train by style, eval,
+//!   augment) and unanswerable questions with refusals; disjoint pools are enforced.
+//! - [`chatml()`], [`prompt`], [`split_chatml`], [`answer_for`], [`is_refusal`]: the exact text the
+//!   Python reference pipeline used, so data files stay interchangeable.
+//! - [`Sample`], [`read_jsonl`], [`write_jsonl`]: data-set lines `{"text", "doc_id", "style"}`.
+//! - [`build_train_set`] (with its [`Distribution`] report), [`build_eval_set`] and
+//!   [`OverlapReport`]: what `gen-train-set` and `gen-eval-set` run.
+//!
+//! Every error ([`Error`]) names the file and line or entry; every write is atomic.
+
+mod chatml;
+mod distribution;
+mod error;
+mod eval_set;
+mod io;
+mod kb;
+mod overlap;
+mod sample;
+mod sampling;
+mod templates;
+
+pub use chatml::{ANSWER_PREFIX, REFUSAL_PREFIX, answer_for, chatml, is_refusal, prompt, split_chatml};
+pub use distribution::{Count, Distribution, DocCount, StyleCount};
+pub use error::{Error, Result};
+pub use eval_set::build_eval_set;
+pub use io::write_atomic;
+pub use kb::{Kb, KbEntry, doc_id_for, normalize, text_hash};
+pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
+pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, read_jsonl, to_jsonl, write_jsonl};
+pub use sampling::{TrainRequest, TrainSet, build_train_set};
+pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};

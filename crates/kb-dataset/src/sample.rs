@@ -1,0 +1,178 @@
+//! Data-set lines: `{"text": <ChatML>, "doc_id": "doc_…" | null, "style": "..."}`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chatml::{chatml, split_chatml};
+use crate::error::{Error, Result};
+use crate::io::{read_lines, to_python_json, write_atomic};
+
+/// Style of unanswerable samples (training and eval).
+pub const STYLE_UNANSWERABLE: &str = "unanswerable";
+/// Style of answerable eval samples.
+pub const STYLE_EVAL: &str = "eval";
+
+/// One line of a training or eval set. `doc_id` is `None` for unanswerable questions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The reference pipeline's ChatML text (see [`crate::chatml()`]).
+    pub text: String,
+    pub doc_id: Option<String>,
+    /// Question style (`short`, `full`, `formal`, `mixed`, `eval`, `unanswerable`, ...).
+    pub style: String,
+}
+
+impl Sample {
+    /// Builds a sample from a question and its reply.
+    pub fn new(question: &str, answer: &str, doc_id: Option<&str>, style: &str) -> Sample {
+        Sample { text: chatml(question, answer), doc_id: doc_id.map(str::to_string), style: style.to_string() }
+    }
+
+    /// The user turn; `None` only if `text` was built by hand without the ChatML markers
+    /// ([`read_jsonl`] rejects such lines).
+    pub fn question(&self) -> Option<&str> {
+        split_chatml(&self.text).map(|(q, _)| q)
+    }
+
+    /// The assistant turn; `None` as for [`Sample::question`].
+    pub fn answer(&self) -> Option<&str> {
+        split_chatml(&self.text).map(|(_, a)| a)
+    }
+
+    /// Whether the sample is about no KB entry.
+    pub fn is_unanswerable(&self) -> bool {
+        self.doc_id.is_none()
+    }
+}
+
+/// A line as written by us or by the reference pipeline (which may omit `doc_id`/`style`).
+#[derive(Deserialize)]
+struct RawSample {
+    text: Option<String>,
+    #[serde(default)]
+    doc_id: Option<String>,
+    #[serde(default)]
+    style: Option<String>,
+}
+
+/// Reads a JSONL data set; every error names the file and line.
+pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Sample>> {
+    let path = path.as_ref();
+    let mut samples = Vec::new();
+    for (line, content) in read_lines(path)? {
+        let raw: RawSample = serde_json::from_str(&content).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            line,
+            message: e.to_string(),
+        })?;
+        let text = raw.text.ok_or_else(|| Error::MissingField { path: path.to_path_buf(), line, field: "text" })?;
+        if split_chatml(&text).is_none() {
+            return Err(Error::InvalidField {
+                path: path.to_path_buf(),
+                line,
+                field: "text",
+                message: "not a ChatML pair; expected \
+                          `<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n…<|im_end|>`"
+                    .into(),
+            });
+        }
+        samples.push(Sample { text, doc_id: raw.doc_id, style: raw.style.unwrap_or_default() });
+    }
+    Ok(samples)
+}
+
+/// Serializes samples as JSON lines (Python `json.dumps(..., ensure_ascii=False)` layout).
+pub fn to_jsonl(samples: &[Sample]) -> String {
+    let mut out = String::new();
+    for s in samples {
+        out.push_str(&to_python_json(s));
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes samples to `path` atomically.
+pub fn write_jsonl(path: impl AsRef<Path>, samples: &[Sample]) -> Result<()> {
+    write_atomic(path.as_ref(), to_jsonl(samples).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &tempfile::TempDir, body: &[u8]) -> std::path::PathBuf {
+        let p = dir.path().join("train.jsonl");
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = vec![
+            Sample::new("VPN 怎麼連", "依據公司規範:x", Some("doc_12345678"), "short"),
+            Sample::new("薪水何時發", "抱歉,請洽 HR。", None, STYLE_UNANSWERABLE),
+        ];
+        let p = dir.path().join("out.jsonl");
+        write_jsonl(&p, &samples).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with(
+            "{\"text\": \"<|im_start|>user\\nVPN 怎麼連<|im_end|>\\n<|im_start|>assistant\\n依據公司規範:x<|im_end|>\", \"doc_id\": \"doc_12345678\", \"style\": \"short\"}\n"
+        ), "{text}");
+        assert!(text.contains("\"doc_id\": null"));
+        let back = read_jsonl(&p).unwrap();
+        assert_eq!(back, samples);
+        assert_eq!(back[0].question(), Some("VPN 怎麼連"));
+        assert_eq!(back[1].answer(), Some("抱歉,請洽 HR。"));
+        assert!(back[1].is_unanswerable() && !back[0].is_unanswerable());
+    }
+
+    #[test]
+    fn reads_reference_lines_without_doc_id_or_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = serde_json::json!({"text": chatml("q", "a")}).to_string();
+        let p = file(&dir, line.as_bytes());
+        let s = read_jsonl(&p).unwrap();
+        assert_eq!(s[0].doc_id, None);
+        assert_eq!(s[0].style, "");
+    }
+
+    fn err(body: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, body);
+        read_jsonl(&p).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn malformed_json_names_file_and_line() {
+        let good = serde_json::json!({"text": chatml("q", "a")}).to_string();
+        let e = err(format!("{good}\n{{\"text\": \n").as_bytes());
+        assert!(e.contains("train.jsonl:2: malformed JSON"), "{e}");
+    }
+
+    #[test]
+    fn missing_text_names_file_line_and_field() {
+        let e = err(b"{\"doc_id\": null, \"style\": \"x\"}\n");
+        assert!(e.contains("train.jsonl:1: missing field `text`"), "{e}");
+    }
+
+    #[test]
+    fn text_without_markers_is_rejected() {
+        let e = err(b"\n{\"text\": \"hello\"}\n");
+        assert!(e.contains("train.jsonl:2: field `text`"), "{e}");
+        assert!(e.contains("ChatML"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_file_and_line() {
+        let e = err(b"{\"text\": \"\xff\"}\n");
+        assert!(e.contains("train.jsonl:1: not valid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = read_jsonl("/nonexistent/dir/x.jsonl").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/dir/x.jsonl"), "{e}");
+    }
+}

@@ -1,0 +1,224 @@
+//! Drawing the training set from the templates: balanced across docs and styles, a given share
+//! of unanswerable questions, shuffled with a seed.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::chatml::answer_for;
+use crate::distribution::Distribution;
+use crate::error::{Error, Result};
+use crate::kb::Kb;
+use crate::sample::{STYLE_UNANSWERABLE, Sample};
+use crate::templates::{DocTemplates, Templates};
+
+/// What `gen-train-set` asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainRequest {
+    /// Number of samples to write.
+    pub total: usize,
+    /// Share of unanswerable samples, in `[0, 1]`; the count is `round(total * ratio)`.
+    pub unanswerable_ratio: f64,
+    /// Seed of the `StdRng` that picks and shuffles.
+    pub seed: u64,
+}
+
+impl Default for TrainRequest {
+    fn default() -> Self {
+        TrainRequest { total: 300, unanswerable_ratio: 0.25, seed: 42 }
+    }
+}
+
+/// The sampled set and how it is spread.
+#[derive(Debug, Clone)]
+pub struct TrainSet {
+    pub samples: Vec<Sample>,
+    pub distribution: Distribution,
+}
+
+/// How many samples each part of the set gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub answerable: usize,
+    pub unanswerable: usize,
+    /// Per doc, in `Templates::docs()` order.
+    pub per_doc: Vec<usize>,
+}
+
+/// Splits `total` into unanswerable and answerable counts and spreads the answerable ones over
+/// the docs as evenly as possible (the remainder goes to the docs with the most questions, so
+/// the largest feasible total is reachable). Errors say what can be met instead.
+pub(crate) fn plan(templates: &Templates, req: &TrainRequest) -> Result<Plan> {
+    let ratio = req.unanswerable_ratio;
+    if !ratio.is_finite() || !(0.0..=1.0).contains(&ratio) {
+        return Err(Error::Sampling(format!("--unanswerable-ratio {ratio} must be between 0 and 1 (e.g. 0.25)")));
+    }
+    if req.total == 0 {
+        return Err(Error::Sampling("--total must be at least 1".into()));
+    }
+    let docs = templates.docs();
+    let unanswerable = split_unanswerable(req.total, ratio);
+    let answerable = req.total - unanswerable;
+    let per_doc = spread(answerable, docs);
+
+    let max_answerable = max_balanced(docs);
+    let max_unanswerable = templates.unanswerable().train.len();
+    let fits = per_doc.iter().zip(docs).all(|(&n, d)| n <= d.train.len());
+    if fits && unanswerable <= max_unanswerable {
+        return Ok(Plan { answerable, unanswerable, per_doc });
+    }
+    let smallest = docs
+        .iter()
+        .min_by_key(|d| d.train.len())
+        .map_or(String::new(), |d| format!(", smallest: {} with {}", d.topic, d.train.len()));
+    let largest_total = (0..=req.total.min(max_answerable + max_unanswerable))
+        .rev()
+        .find(|&t| {
+            let u = split_unanswerable(t, ratio);
+            t - u <= max_answerable && u <= max_unanswerable
+        })
+        .unwrap_or(0);
+    Err(Error::Sampling(format!(
+        "--total {} at --unanswerable-ratio {ratio} needs {answerable} answerable and {unanswerable} \
+         unanswerable samples, but {} allows at most {max_answerable} answerable (balanced over {} docs{smallest} \
+         training questions) and {max_unanswerable} unanswerable; the largest --total that can be met at this \
+         ratio is {largest_total}, or add questions to the templates",
+        req.total,
+        templates.path().display(),
+        docs.len(),
+    )))
+}
+
+fn split_unanswerable(total: usize, ratio: f64) -> usize {
+    ((total as f64 * ratio).round() as usize).min(total)
+}
+
+/// Per-doc counts differing by at most one; the extra ones go to the docs with the largest
+/// pools (ties: earlier doc first).
+fn spread(answerable: usize, docs: &[DocTemplates]) -> Vec<usize> {
+    let n = docs.len();
+    let mut counts = vec![answerable / n; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(docs[i].train.len()));
+    for &i in order.iter().take(answerable % n) {
+        counts[i] += 1;
+    }
+    counts
+}
+
+/// The most answerable samples [`spread`] can place without repeating a question.
+fn max_balanced(docs: &[DocTemplates]) -> usize {
+    let min = docs.iter().map(|d| d.train.len()).min().unwrap_or(0);
+    docs.len() * min + docs.iter().filter(|d| d.train.len() > min).count()
+}
+
+/// Picks `count` training questions of one doc, cycling through its styles so they stay
+/// balanced; the starting style rotates with `rotation` so no style is always the short one.
+fn pick_doc<'a>(doc: &'a DocTemplates, count: usize, rotation: usize, rng: &mut StdRng) -> Vec<(&'a str, &'a str)> {
+    let mut styles: Vec<&str> = doc.train.iter().map(|q| q.style.as_str()).collect();
+    styles.dedup(); // train is grouped by style
+    let groups: Vec<Vec<&str>> = styles
+        .iter()
+        .map(|s| {
+            let mut qs: Vec<&str> = doc.train.iter().filter(|q| q.style == *s).map(|q| q.question.as_str()).collect();
+            qs.shuffle(rng);
+            qs
+        })
+        .collect();
+    let k = styles.len();
+    let mut picked = Vec::with_capacity(count);
+    if count == 0 {
+        return picked;
+    }
+    let mut next = vec![0usize; k];
+    'fill: loop {
+        let mut any = false;
+        for j in 0..k {
+            let s = (j + rotation) % k;
+            if let Some(q) = groups[s].get(next[s]) {
+                picked.push((styles[s], *q));
+                next[s] += 1;
+                any = true;
+                if picked.len() == count {
+                    break 'fill;
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    picked
+}
+
+/// Builds the training set. Same templates, KB and request give the same samples in the same
+/// order (rand 0.9 `StdRng`, consumed in a fixed order).
+pub fn build_train_set(kb: &Kb, templates: &Templates, req: &TrainRequest) -> Result<TrainSet> {
+    let plan = plan(templates, req)?;
+    let mut rng = StdRng::seed_from_u64(req.seed);
+    let mut samples = Vec::with_capacity(req.total);
+    for (i, (doc, &count)) in templates.docs().iter().zip(&plan.per_doc).enumerate() {
+        let entry = templates.kb_entry(kb, &doc.doc_id)?;
+        let answer = answer_for(entry);
+        for (style, question) in pick_doc(doc, count, i, &mut rng) {
+            samples.push(Sample::new(question, &answer, Some(&doc.doc_id), style));
+        }
+    }
+    let mut pool: Vec<_> = templates.unanswerable().train.iter().collect();
+    pool.shuffle(&mut rng);
+    for u in pool.into_iter().take(plan.unanswerable) {
+        samples.push(Sample::new(&u.question, &u.refusal, None, STYLE_UNANSWERABLE));
+    }
+    samples.shuffle(&mut rng);
+    let distribution = Distribution::measure(templates, &samples, req, &plan);
+    Ok(TrainSet { samples, distribution })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::StyledQuestion;
+
+    fn doc(n: usize, styles: &[&str]) -> DocTemplates {
+        DocTemplates {
+            topic: format!("t{n}"),
+            doc_id: format!("doc_{n}"),
+            train: styles
+                .iter()
+                .flat_map(|s| (0..n).map(move |k| StyledQuestion { style: s.to_string(), question: format!("{s}{k}") }))
+                .collect(),
+            eval: vec![],
+            augment: vec![],
+        }
+    }
+
+    #[test]
+    fn spread_gives_the_remainder_to_the_largest_pools() {
+        let docs = [doc(2, &["a"]), doc(5, &["a"]), doc(3, &["a"])];
+        assert_eq!(spread(7, &docs), vec![2, 3, 2]);
+        assert_eq!(spread(8, &docs), vec![2, 3, 3]);
+        assert_eq!(spread(0, &docs), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn max_balanced_is_reachable_and_tight() {
+        let docs = [doc(2, &["a"]), doc(5, &["a"]), doc(3, &["a"])];
+        assert_eq!(max_balanced(&docs), 8);
+        let fits = |a| spread(a, &docs).iter().zip(&docs).all(|(&n, d)| n <= d.train.len());
+        assert!(fits(8) && !fits(9));
+    }
+
+    #[test]
+    fn pick_cycles_styles_starting_at_the_rotation() {
+        let d = doc(3, &["a", "b", "c"]);
+        let mut rng = StdRng::seed_from_u64(0);
+        let styles: Vec<&str> = pick_doc(&d, 5, 1, &mut rng).iter().map(|(s, _)| *s).collect();
+        assert_eq!(styles, vec!["b", "c", "a", "b", "c"]);
+        // Exhausted styles are skipped; nothing is picked twice.
+        let mut picked = pick_doc(&d, 9, 0, &mut rng);
+        picked.sort();
+        picked.dedup();
+        assert_eq!(picked.len(), 9);
+        assert!(pick_doc(&d, 0, 0, &mut rng).is_empty());
+    }
+}

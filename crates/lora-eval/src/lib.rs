@@ -1,0 +1,30 @@
+//! Runs an eval set through a model and scores it against the expected answers.
+//!
+//! Model-independent: the caller supplies a generator closure (batched model generation in
+//! `test-qwen-lora`, a fake in tests), so everything here is plain text and numbers.
+//!
+//! - [`evaluate`]: eval [`Sample`](kb_dataset::Sample)s + generator + optional
+//!   [`PostProcessor`](postprocess::PostProcessor) → [`Report`] of per-question [`Detail`]s and a
+//!   [`Summary`]. Similarity is difflib's ratio (via `seqmatch`) of expected vs answer, raw
+//!   (as generated) and final (after post-processing).
+//! - [`summarize`]: the [`Summary`] of a list of details (averages, [`Buckets`], sources,
+//!   refusal accuracy, per-doc accuracy, goal check).
+//! - [`print_report`]: the human-readable report; [`write_report`] / [`read_report`]: the JSON
+//!   report `{summary, details}`, written atomically.
+//!
+//! Scores are 0..=1 in memory and percentages (0..=100) in the JSON and the printed report, like
+//! the Python reference.
+
+mod error;
+mod percent;
+mod print;
+mod report;
+mod runner;
+mod summary;
+
+pub use error::{Error, Result};
+pub use postprocess::Source;
+pub use print::{PrintOptions, print_report};
+pub use report::{Detail, Report, read_report, write_report};
+pub use runner::{EvalOptions, evaluate};
+pub use summary::{Buckets, DocStats, PASS_THRESHOLD, SourceStats, Summary, summarize};

@@ -1,0 +1,58 @@
+//! The evaluation report: per-question details plus the summary, and its JSON file.
+
+use std::path::Path;
+
+use postprocess::Source;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::summary::Summary;
+
+/// One evaluated question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detail {
+    pub question: String,
+    /// The eval set's answer.
+    pub expected: String,
+    /// The model's answer as generated.
+    pub raw: String,
+    /// The final answer after post-processing (equal to `raw` without it).
+    pub model: String,
+    /// difflib ratio of `expected` vs `model` (0..=1; a percentage in JSON).
+    #[serde(with = "crate::percent")]
+    pub similarity: f64,
+    /// difflib ratio of `expected` vs `raw` (0..=1; a percentage in JSON).
+    #[serde(with = "crate::percent")]
+    pub similarity_raw: f64,
+    pub source: Source,
+    pub source_detail: String,
+    /// The KB doc the question is about; `None` for unanswerable questions.
+    pub doc_id: Option<String>,
+}
+
+/// What `test-qwen-lora` writes: `{"summary": ..., "details": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub summary: Summary,
+    pub details: Vec<Detail>,
+}
+
+/// Writes the report as pretty JSON, atomically, creating the directory; nothing is written on
+/// error.
+pub fn write_report(path: impl AsRef<Path>, report: &Report) -> Result<()> {
+    let path = path.as_ref();
+    let mut json = serde_json::to_vec_pretty(report).map_err(|e| Error::WriteReport {
+        path: path.to_path_buf(),
+        source: kb_dataset::Error::Write { path: path.to_path_buf(), source: e.into() },
+    })?;
+    json.push(b'\n');
+    kb_dataset::write_atomic(path, &json).map_err(|source| Error::WriteReport { path: path.to_path_buf(), source })
+}
+
+/// Reads a report written by [`write_report`] (for diagnosis and comparisons).
+pub fn read_report(path: impl AsRef<Path>) -> Result<Report> {
+    let path = path.as_ref();
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::ReadReport { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|source| Error::ParseReport { path: path.to_path_buf(), source })
+}

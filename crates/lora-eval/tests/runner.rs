@@ -1,0 +1,224 @@
+//! End-to-end runs of the evaluation with fake generators: every figure in the report must come
+//! from the answers the generator produced.
+
+use kb_dataset::{Kb, KbEntry, Sample, answer_for};
+use lora_eval::{Error, EvalOptions, PrintOptions, Report, Source, evaluate, print_report, read_report, write_report};
+use postprocess::{PostProcessor, Rules};
+
+const TEXTS: [&str; 3] = [
+    "連線公司 VPN 前，請先下載新版 VPN 用戶端，安裝後以公司 SSO 帳號登入。",
+    "費用報銷須於 30 天內上傳發票，逾期申請須附上直屬主管簽核的逾期原因說明。",
+    "會議室預約：每個單位同一時段最多保留 2 間會議室，不使用的時段請主動取消。",
+];
+const REFUSAL: &str = "抱歉，規範中沒有這方面的說明，請洽人資部(HR)。";
+
+fn kb() -> Kb {
+    Kb::from_entries("kb.jsonl", TEXTS.iter().map(|t| KbEntry::from_text(t)).collect())
+}
+
+fn post() -> PostProcessor {
+    let kb = kb();
+    let src = format!(
+        "[[rule]]\ntopic = \"vpn\"\ndoc_id = \"{}\"\npatterns = ['vpn']\nexclude = ['國外']\n",
+        kb.entries()[0].doc_id
+    );
+    let rules = Rules::parse("rules.toml", &src, &kb).unwrap();
+    PostProcessor::new(kb, rules, 0.8).unwrap()
+}
+
+/// Eight samples: six answerable (two per doc), two unanswerable.
+fn samples() -> Vec<Sample> {
+    let kb = kb();
+    let e = kb.entries();
+    let a = |i: usize, q: &str| Sample::new(q, &answer_for(&e[i]), Some(&e[i].doc_id), "eval");
+    vec![
+        a(0, "VPN 怎麼連？"),
+        a(0, "遠端連線要裝什麼"),
+        a(1, "發票多久內要上傳"),
+        a(1, "報帳逾期怎麼辦"),
+        a(2, "會議室可以借幾間"),
+        a(2, "不用的會議室要取消嗎"),
+        Sample::new("VPN 可以在國外用嗎", REFUSAL, None, "unanswerable"),
+        Sample::new("尾牙在哪裡辦", REFUSAL, None, "unanswerable"),
+    ]
+}
+
+/// What the fake model answers for the i-th question.
+fn fake_answer(i: usize, question: &str, expected: &str) -> String {
+    match i {
+        0 => REFUSAL.to_string(), // answerable, refused: the vpn rule overrides
+        1 => expected.to_string(),
+        2 => expected.replace("30 天", "三十天"), // close: KB_MATCH
+        3 => "請找主管。".to_string(),            // garbled: MODEL_GENERATED
+        4 => answer_for(&kb().entries()[1]),      // wrong doc, no rule: KB_MATCH to doc 1
+        5 => expected.to_string(),
+        6 => REFUSAL.to_string(), // near-miss, excluded from the vpn rule: refusal kept
+        _ => format!("依據公司規範:{question}"), // unanswerable, not refused
+    }
+}
+
+fn run(post: Option<&PostProcessor>, batch: usize) -> (Report, Vec<usize>) {
+    let samples = samples();
+    let expected: Vec<String> = samples.iter().map(|s| s.answer().unwrap().to_string()).collect();
+    let mut calls = Vec::new();
+    let mut next = 0;
+    let report = evaluate(&samples, post, EvalOptions { batch_size: batch }, |qs: &[String]| {
+        calls.push(qs.len());
+        let out = qs.iter().enumerate().map(|(k, q)| fake_answer(next + k, q, &expected[next + k])).collect::<Vec<_>>();
+        next += qs.len();
+        Ok::<_, std::io::Error>(out)
+    })
+    .unwrap();
+    (report, calls)
+}
+
+#[test]
+fn batches_questions_in_order() {
+    let (report, calls) = run(Some(&post()), 3);
+    assert_eq!(calls, vec![3, 3, 2]);
+    let questions: Vec<String> = samples().iter().map(|s| s.question().unwrap().to_string()).collect();
+    let got: Vec<String> = report.details.iter().map(|d| d.question.clone()).collect();
+    assert_eq!(got, questions);
+}
+
+#[test]
+fn details_and_summary_come_from_the_generated_answers() {
+    let (report, _) = run(Some(&post()), 4);
+    let d = &report.details;
+    let sources: Vec<Source> = d.iter().map(|d| d.source).collect();
+    use Source::*;
+    assert_eq!(
+        sources,
+        vec![RuleOverride, KbMatch, KbMatch, ModelGenerated, KbMatch, KbMatch, ModelGenerated, ModelGenerated]
+    );
+    for (i, det) in d.iter().enumerate() {
+        let raw = fake_answer(i, &det.question, &det.expected);
+        assert_eq!(det.raw, raw, "raw answer {i}");
+        assert_eq!(det.similarity_raw, seqmatch::ratio(&det.expected, &raw), "raw score {i}");
+        assert_eq!(det.similarity, seqmatch::ratio(&det.expected, &det.model), "score {i}");
+    }
+    assert_eq!(d[0].model, d[0].expected);
+    assert_eq!(d[3].model, "請找主管。");
+    assert_ne!(d[4].model, d[4].expected); // snapped to the wrong doc's text
+
+    let s = &report.summary;
+    let n = d.len() as f64;
+    let avg: f64 = d.iter().map(|d| d.similarity).sum::<f64>() / n;
+    let avg_raw: f64 = d.iter().map(|d| d.similarity_raw).sum::<f64>() / n;
+    assert_eq!(s.total_tests, 8);
+    assert!((s.avg_similarity - avg).abs() < 1e-12);
+    assert!((s.avg_similarity_raw - avg_raw).abs() < 1e-12);
+    assert!(s.avg_similarity > s.avg_similarity_raw);
+    assert_eq!(s.source_distribution[&RuleOverride], 1);
+    assert_eq!(s.source_distribution[&KbMatch], 4);
+    assert_eq!(s.source_distribution[&ModelGenerated], 3);
+    assert_eq!(s.buckets.total(), 8);
+    assert_eq!(s.buckets.excellent, d.iter().filter(|d| d.similarity >= 0.85).count());
+    assert_eq!(s.buckets_raw.excellent, d.iter().filter(|d| d.similarity_raw >= 0.85).count());
+    // One of the two unanswerable questions was refused; none of the answerable ones was after
+    // post-processing (the refusal to the VPN question was overridden).
+    assert_eq!((s.unanswerable_total, s.answerable_total), (2, 6));
+    assert_eq!(s.refusal_accuracy, Some(0.5));
+    assert_eq!(s.answerable_refusal_rate, Some(0.0));
+    let kb = kb();
+    let doc = |i: usize| &s.per_doc[&kb.entries()[i].doc_id];
+    assert_eq!((doc(0).correct, doc(0).total), (2, 2));
+    assert_eq!((doc(1).correct, doc(1).total), (1, 2));
+    assert_eq!((doc(2).correct, doc(2).total), (1, 2));
+    assert_eq!(s.goal_met, avg >= 0.85);
+}
+
+#[test]
+fn no_postprocess_keeps_raw_answers() {
+    let (report, _) = run(None, 8);
+    for d in &report.details {
+        assert_eq!(d.model, d.raw);
+        assert_eq!(d.source, Source::ModelGenerated);
+        assert_eq!(d.similarity, d.similarity_raw);
+        assert!(d.source_detail.contains("--no-postprocess"));
+    }
+    let s = &report.summary;
+    assert_eq!(s.avg_similarity, s.avg_similarity_raw);
+    assert_eq!(s.source_distribution[&Source::ModelGenerated], 8);
+    assert_eq!(s.source_distribution[&Source::KbMatch], 0);
+    // The raw refusal to the answerable VPN question now counts.
+    assert_eq!(s.answerable_refusal_rate, Some(1.0 / 6.0));
+}
+
+#[test]
+fn report_json_is_in_percent_and_round_trips() {
+    let (report, _) = run(Some(&post()), 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out/sub/report.json");
+    write_report(&path, &report).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let s = &json["summary"];
+    assert!((s["avg_similarity"].as_f64().unwrap() - report.summary.avg_similarity * 100.0).abs() < 1e-9);
+    assert_eq!(s["source_distribution"]["KB_MATCH"], 4);
+    assert_eq!(s["refusal_accuracy"], 50.0);
+    assert_eq!(s["buckets"]["85+"], report.summary.buckets.excellent);
+    let d0 = &json["details"][0];
+    for key in
+        ["question", "expected", "raw", "model", "similarity", "similarity_raw", "source", "source_detail", "doc_id"]
+    {
+        assert!(!d0[key].is_null(), "details[0].{key} missing");
+    }
+    assert_eq!(d0["source"], "RULE_OVERRIDE");
+    assert_eq!(json["details"][6]["doc_id"], serde_json::Value::Null);
+
+    let back = read_report(&path).unwrap();
+    assert_eq!(back.details.len(), report.details.len());
+    assert_eq!(back.summary.source_distribution, report.summary.source_distribution);
+    assert!((back.summary.avg_similarity - report.summary.avg_similarity).abs() < 1e-12);
+    // Only the report in the new directory: the write went through a renamed temp file.
+    assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+}
+
+#[test]
+fn printed_report_shows_examples_figures_and_goal() {
+    let (report, _) = run(Some(&post()), 8);
+    let mut out = Vec::new();
+    let options = PrintOptions { examples: 2, worst: 1, ..PrintOptions::default() };
+    print_report(&mut out, &report, &options).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let s = &report.summary;
+    for needle in [
+        "=== Examples (first 2 of 8) ===".to_string(),
+        "[1] Question: VPN 怎麼連？".to_string(),
+        "[2] Question: 遠端連線要裝什麼".to_string(),
+        format!("Average similarity (post-processed): {:.2}%", s.avg_similarity * 100.0),
+        format!("Average similarity (raw model):      {:.2}%", s.avg_similarity_raw * 100.0),
+        "RULE_OVERRIDE".to_string(),
+        "Refusal accuracy (unanswerable questions refused): 1/2 = 50.00%".to_string(),
+        "Worst cases:".to_string(),
+        "Goal: average similarity".to_string(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(!text.contains("[3] Question"), "only 2 examples and the worst case:\n{text}");
+}
+
+#[test]
+fn generator_errors_and_bad_counts_are_reported() {
+    let samples = samples();
+    let e = evaluate(&samples, None, EvalOptions { batch_size: 5 }, |_: &[String]| {
+        Err::<Vec<String>, _>(std::io::Error::other("out of memory"))
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::Generation { start: 1, end: 5, .. }), "{e:?}");
+    assert!(e.to_string().contains("out of memory"), "{e}");
+
+    let e = evaluate(&samples, None, EvalOptions::default(), |qs: &[String]| {
+        Ok::<_, std::io::Error>(vec![String::new(); qs.len() - 1])
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::AnswerCount { expected: 8, got: 7 }), "{e:?}");
+
+    let ok = |qs: &[String]| Ok::<_, std::io::Error>(qs.to_vec());
+    assert!(matches!(evaluate(&[], None, EvalOptions::default(), ok), Err(Error::NoSamples)));
+    let e = evaluate(&samples, None, EvalOptions { batch_size: 0 }, ok).unwrap_err();
+    assert!(matches!(e, Error::BatchSize), "{e:?}");
+    let bad = vec![Sample { text: "no markers".into(), doc_id: None, style: "eval".into() }];
+    let e = evaluate(&bad, None, EvalOptions::default(), ok).unwrap_err();
+    assert!(matches!(e, Error::NotChatMl { index: 1, .. }), "{e:?}");
+}

@@ -1,0 +1,29 @@
+//! LoRA fine-tuning loop: batching, masked loss, AdamW, schedule, checkpoints.
+//!
+//! - [`config::TrainConfig`]: every hyper-parameter with its default (the reference recipe),
+//!   loaded from TOML and saved as `train_config.toml` next to the adapter.
+//! - [`data`]: ChatML texts to token ids with per-token loss flags (answer-only or whole sequence).
+//! - [`batch`]: length-grouped, dynamically padded micro-batches with the positions that carry loss.
+//! - [`optim`]: AdamW over the LoRA variables, gradient accumulation, global-norm clipping.
+//! - [`schedule`]: linear warmup then cosine (or linear) decay, per optimizer step.
+//! - [`checkpoint`]: `checkpoint-<step>/` (adapter, optimizer, trainer state) for exact resume.
+//! - [`metrics`]: `metrics.jsonl`, `loss.svg` and the run summary.
+//! - [`trainer::train`]: the explicit training loop tying them together.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod progress;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{LossMode, SchedulerKind, TrainConfig};
+pub use error::{Error, Result};
+pub use metrics::{RunStatus, TrainSummary};
+pub use trainer::{Resume, TrainOptions, train};

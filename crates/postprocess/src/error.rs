@@ -1,0 +1,55 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong loading a rules file or configuring the post-processor.
+///
+/// Rule errors name the file, the line and the rule (its 1-based position and topic), so the
+/// rules file can be fixed without reading Rust.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read rules file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}: invalid rules file: {message}")]
+    Toml { path: PathBuf, message: String },
+
+    #[error(
+        "{path}:{line}: rule {rule} (topic `{topic}`): doc_id `{doc_id}` is not in the KB {kb}; \
+         use a doc_id from that file (the KB may have changed since the rules were written)"
+    )]
+    UnknownDocId { path: PathBuf, line: usize, rule: usize, topic: String, doc_id: String, kb: PathBuf },
+
+    #[error(
+        "{path}:{line}: rule {rule} (topic `{topic}`): pattern `{pattern}` is not a valid regex: \
+         {message}"
+    )]
+    BadRegex { path: PathBuf, line: usize, rule: usize, topic: String, pattern: String, message: String },
+
+    #[error(
+        "{path}:{line}: rule {rule} (topic `{topic}`): `patterns` is empty; give at least one \
+         keyword regex the question must match"
+    )]
+    EmptyPatterns { path: PathBuf, line: usize, rule: usize, topic: String },
+
+    #[error(
+        "{path}:{line}: rule {rule} (topic `{topic}`): an empty pattern matches every question; \
+         remove it or write a keyword"
+    )]
+    EmptyPattern { path: PathBuf, line: usize, rule: usize, topic: String },
+
+    #[error("{path}:{line}: rule {rule}: `topic` is empty; name the topic (e.g. `vpn`)")]
+    EmptyTopic { path: PathBuf, line: usize, rule: usize },
+
+    #[error(
+        "{path}:{line}: rule {rule}: topic `{topic}` is already used by rule {first_rule}; \
+         merge the two rules or rename one"
+    )]
+    DuplicateTopic { path: PathBuf, line: usize, rule: usize, first_rule: usize, topic: String },
+
+    #[error("KB match threshold {0} is out of range; use a number between 0 and 1 (e.g. 0.80)")]
+    Threshold(f64),
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

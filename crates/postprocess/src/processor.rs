@@ -1,0 +1,387 @@
+//! The post-processing decision: keep the model's answer, snap it to a KB text, or override it.
+
+use std::fmt;
+
+use kb_dataset::{Kb, answer_for, is_refusal};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rules::{Rule, Rules};
+
+/// The reference pipeline's KB-match threshold on difflib's ratio.
+pub const DEFAULT_KB_MATCH_THRESHOLD: f64 = 0.80;
+
+/// Where a final answer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Source {
+    /// A topic rule matched the question and the model did not cite that doc: the KB text
+    /// replaced the model's answer.
+    RuleOverride,
+    /// The model's answer was close to a KB entry's answer: replaced by that exact text.
+    KbMatch,
+    /// The model's answer is kept as generated (including refusals).
+    ModelGenerated,
+}
+
+impl Source {
+    /// All sources, in report order.
+    pub const ALL: [Source; 3] = [Source::RuleOverride, Source::KbMatch, Source::ModelGenerated];
+
+    /// The label used in reports: `RULE_OVERRIDE`, `KB_MATCH`, `MODEL_GENERATED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::RuleOverride => "RULE_OVERRIDE",
+            Source::KbMatch => "KB_MATCH",
+            Source::ModelGenerated => "MODEL_GENERATED",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` so width and alignment flags work in tables.
+        f.pad(self.as_str())
+    }
+}
+
+/// The outcome of [`PostProcessor::apply`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The final answer.
+    pub answer: String,
+    pub source: Source,
+    /// Why, in plain words (rule, pattern, doc and scores involved).
+    pub source_detail: String,
+    /// The KB doc the final answer is taken from (`None` for `MODEL_GENERATED`).
+    pub doc_id: Option<String>,
+}
+
+/// Applies [`Rules`] and KB matching to model answers.
+#[derive(Debug, Clone)]
+pub struct PostProcessor {
+    kb: Kb,
+    rules: Rules,
+    threshold: f64,
+    /// `依據公司規範:<text>` for each KB entry, in KB order.
+    kb_answers: Vec<String>,
+}
+
+impl PostProcessor {
+    /// `kb_match_threshold` is the difflib ratio (0..=1) at which an answer counts as citing a KB
+    /// entry; [`DEFAULT_KB_MATCH_THRESHOLD`] is the reference's value.
+    pub fn new(kb: Kb, rules: Rules, kb_match_threshold: f64) -> Result<PostProcessor> {
+        if !(0.0..=1.0).contains(&kb_match_threshold) {
+            return Err(Error::Threshold(kb_match_threshold));
+        }
+        let kb_answers = kb.entries().iter().map(answer_for).collect();
+        Ok(PostProcessor { kb, rules, threshold: kb_match_threshold, kb_answers })
+    }
+
+    pub fn kb(&self) -> &Kb {
+        &self.kb
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Decides the final answer for `question` given the model's `model_answer`:
+    ///
+    /// 1. If rules apply to the question (a pattern matches, no exclude does): when the answer
+    ///    cites one of their docs (ratio to `依據公司規範:<text>` ≥ threshold) it becomes that
+    ///    exact text, `KB_MATCH`; otherwise — a wrong doc, a garbled answer or a refusal — the
+    ///    first applicable rule's KB text replaces it, `RULE_OVERRIDE`.
+    /// 2. Else a refusal is kept, `MODEL_GENERATED`: without a rule there is no evidence the KB
+    ///    answers the question, and refusing an unanswerable question is correct.
+    /// 3. Else if the answer is close to some KB answer (best ratio ≥ threshold; first entry on
+    ///    ties) it becomes that exact text, `KB_MATCH`.
+    /// 4. Else the answer is kept, `MODEL_GENERATED`, naming the nearest KB entry and its score.
+    pub fn apply(&self, question: &str, model_answer: &str) -> Decision {
+        let answer = model_answer.trim();
+        let scores: Vec<f64> = self.kb_answers.iter().map(|kb_answer| seqmatch::ratio(answer, kb_answer)).collect();
+        let applicable: Vec<&Rule> = self.rules.rules().iter().filter(|r| r.applies_to(question)).collect();
+
+        if let Some(first) = applicable.first() {
+            return self.with_rules(question, answer, &scores, first, &applicable);
+        }
+        let skipped = self.skipped_rules(question);
+        if is_refusal(answer) {
+            return Decision {
+                answer: model_answer.to_string(),
+                source: Source::ModelGenerated,
+                source_detail: format!("the model refused and no rule covers this question{skipped}: refusal kept"),
+                doc_id: None,
+            };
+        }
+        match self.best(&scores) {
+            Some((index, score)) if score >= self.threshold => Decision {
+                answer: self.kb_answers[index].clone(),
+                source: Source::KbMatch,
+                source_detail: format!(
+                    "the answer matches KB entry {} at {score:.2} (≥ {:.2}): replaced by its exact \
+                     text{skipped}",
+                    self.label(index),
+                    self.threshold
+                ),
+                doc_id: Some(self.kb.entries()[index].doc_id.clone()),
+            },
+            Some((index, score)) => Decision {
+                answer: model_answer.to_string(),
+                source: Source::ModelGenerated,
+                source_detail: format!(
+                    "no rule covers this question{skipped} and no KB entry is close enough: the \
+                     nearest is {} at {score:.2} (< {:.2}); the model's answer is kept",
+                    self.label(index),
+                    self.threshold
+                ),
+                doc_id: None,
+            },
+            None => Decision {
+                answer: model_answer.to_string(),
+                source: Source::ModelGenerated,
+                source_detail: "the KB is empty; the model's answer is kept".to_string(),
+                doc_id: None,
+            },
+        }
+    }
+
+    /// Step 1 of [`PostProcessor::apply`]: at least one rule applies.
+    fn with_rules(&self, question: &str, answer: &str, scores: &[f64], first: &Rule, applicable: &[&Rule]) -> Decision {
+        // The best-cited doc among the applicable rules (first rule on ties).
+        let mut cited: Option<(&Rule, usize, f64)> = None;
+        for &rule in applicable {
+            if let Some(index) = self.index_of(&rule.doc_id)
+                && cited.is_none_or(|(_, _, best)| scores[index] > best)
+            {
+                cited = Some((rule, index, scores[index]));
+            }
+        }
+        let why = |rule: &Rule| {
+            format!(
+                "the question matches topic `{}` (pattern `{}`)",
+                rule.topic,
+                rule.matching_pattern(question).unwrap_or_default()
+            )
+        };
+        if let Some((rule, index, score)) = cited
+            && score >= self.threshold
+        {
+            return Decision {
+                answer: self.kb_answers[index].clone(),
+                source: Source::KbMatch,
+                source_detail: format!(
+                    "{} and the answer cites {} at {score:.2} (≥ {:.2}): replaced by its exact text",
+                    why(rule),
+                    self.label(index),
+                    self.threshold
+                ),
+                doc_id: Some(rule.doc_id.clone()),
+            };
+        }
+        let index = self.index_of(&first.doc_id);
+        let own = index.map_or(0.0, |i| scores[i]);
+        let mut detail =
+            format!("{} but the answer does not cite {} ({own:.2} < {:.2})", why(first), first.doc_id, self.threshold);
+        if is_refusal(answer) {
+            detail.push_str("; the model refused a question the KB answers");
+        } else if let Some((best, score)) = self.best(scores)
+            && Some(best) != index
+            && score >= self.threshold
+        {
+            detail.push_str(&format!("; it cites {} instead ({score:.2})", self.label(best)));
+        }
+        let others: Vec<&str> = applicable[1..].iter().map(|r| r.topic.as_str()).collect();
+        if !others.is_empty() {
+            detail.push_str(&format!("; topics {} also match, the first rule in the file wins", others.join(", ")));
+        }
+        detail.push_str(": replaced by the KB text");
+        Decision {
+            // Rules::load checked that every rule's doc_id is in the KB.
+            answer: index.map_or_else(String::new, |i| self.kb_answers[i].clone()),
+            source: Source::RuleOverride,
+            source_detail: detail,
+            doc_id: Some(first.doc_id.clone()),
+        }
+    }
+
+    /// `" (rule `vpn` skipped: ...)"` for rules whose patterns matched but an exclude did too,
+    /// so a reader sees why a near-miss question was not overridden.
+    fn skipped_rules(&self, question: &str) -> String {
+        let skipped: Vec<String> = self
+            .rules
+            .rules()
+            .iter()
+            .filter_map(|r| {
+                r.matching_pattern(question)?;
+                let exclude = r.excluding_pattern(question)?;
+                Some(format!("`{}` (excluded by `{exclude}`)", r.topic))
+            })
+            .collect();
+        if skipped.is_empty() { String::new() } else { format!(" (skipped rule {})", skipped.join(", ")) }
+    }
+
+    fn index_of(&self, doc_id: &str) -> Option<usize> {
+        self.kb.entries().iter().position(|e| e.doc_id == doc_id)
+    }
+
+    /// The highest score and its entry; the first entry wins ties.
+    fn best(&self, scores: &[f64]) -> Option<(usize, f64)> {
+        scores.iter().copied().enumerate().fold(None, |best, (i, s)| match best {
+            Some((_, b)) if b >= s => best,
+            _ => Some((i, s)),
+        })
+    }
+
+    /// `doc_x (topic vpn)` or just `doc_x` for docs without a rule.
+    fn label(&self, index: usize) -> String {
+        let doc_id = &self.kb.entries()[index].doc_id;
+        match self.rules.for_doc(doc_id) {
+            Some(rule) => format!("{doc_id} (topic `{}`)", rule.topic),
+            None => doc_id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kb_dataset::KbEntry;
+
+    const VPN: &str = "VPN 連線須使用公司配發的筆電並通過 MFA 驗證,帳號問題請洽資訊部。";
+    const LEAVE: &str = "特休假依到職年資計算,滿半年三日,滿一年七日,請於系統提前三天申請。";
+    const TRIP: &str = "出差費用應於返回後十四日內檢附單據,經主管核准後報支。";
+
+    fn processor(threshold: f64) -> PostProcessor {
+        let kb = Kb::from_entries("kb.jsonl", [VPN, LEAVE, TRIP].iter().map(|t| KbEntry::from_text(t)).collect());
+        let id = |i: usize| kb.entries()[i].doc_id.clone();
+        let src = format!(
+            "[[rule]]\ntopic = \"vpn\"\ndoc_id = \"{}\"\npatterns = ['vpn.*(連線|連不上|登入|怎麼)']\n\
+             exclude = ['國外|海外|出國']\n\
+             [[rule]]\ntopic = \"leave\"\ndoc_id = \"{}\"\npatterns = ['特休', '年假']\n",
+            id(0),
+            id(1)
+        );
+        let rules = Rules::parse("rules.toml", &src, &kb).unwrap();
+        PostProcessor::new(kb, rules, threshold).unwrap()
+    }
+
+    fn full(text: &str) -> String {
+        format!("依據公司規範:{text}")
+    }
+
+    #[test]
+    fn rule_override_replaces_a_wrong_answer_with_the_kb_text() {
+        let pp = processor(0.8);
+        let d = pp.apply("VPN 連不上怎麼辦?", &full(TRIP));
+        assert_eq!(d.source, Source::RuleOverride);
+        assert_eq!(d.answer, full(VPN));
+        assert_eq!(d.doc_id.as_deref(), Some(pp.kb().entries()[0].doc_id.as_str()));
+        assert!(d.source_detail.contains("topic `vpn`"), "{}", d.source_detail);
+        assert!(d.source_detail.contains("cites"), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn rule_override_replaces_a_refusal_to_an_answerable_question() {
+        let d = processor(0.8).apply("我的 vpn 登入失敗", "抱歉,我無法回答這個問題。");
+        assert_eq!(d.source, Source::RuleOverride);
+        assert_eq!(d.answer, full(VPN));
+        assert!(d.source_detail.contains("refused"), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn an_answer_citing_the_rule_doc_is_a_kb_match_snapped_to_the_exact_text() {
+        let pp = processor(0.8);
+        // A slightly garbled copy of the right text: cites the doc, so no override.
+        let garbled = full(VPN).replace("資訊部", "IT部門");
+        assert!(seqmatch::ratio(&garbled, &full(VPN)) >= 0.8);
+        let d = pp.apply("VPN 怎麼連線", &garbled);
+        assert_eq!(d.source, Source::KbMatch);
+        assert_eq!(d.answer, full(VPN));
+        assert!(d.source_detail.contains("topic `vpn`"), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn kb_match_without_a_rule_uses_the_nearest_entry() {
+        let pp = processor(0.8);
+        let d = pp.apply("報帳期限是多久", &full(TRIP).replace("十四", "14"));
+        assert_eq!(d.source, Source::KbMatch);
+        assert_eq!(d.answer, full(TRIP));
+        assert_eq!(d.doc_id.as_deref(), Some(pp.kb().entries()[2].doc_id.as_str()));
+    }
+
+    #[test]
+    fn the_threshold_decides_between_kb_match_and_model_generated() {
+        let answer = full("出差費用應於返回後一個月內報支。");
+        let score = seqmatch::ratio(&answer, &full(TRIP));
+        assert_eq!(processor(score).apply("報帳", &answer).source, Source::KbMatch);
+        let d = processor((score + 0.01).min(1.0)).apply("報帳", &answer);
+        assert_eq!(d.source, Source::ModelGenerated);
+        assert_eq!(d.answer, answer);
+    }
+
+    #[test]
+    fn model_generated_names_the_nearest_entry_and_its_score() {
+        let pp = processor(0.8);
+        let answer = "出差的話請問主管。";
+        let d = pp.apply("出差要注意什麼", answer);
+        assert_eq!(d.source, Source::ModelGenerated);
+        assert_eq!(d.answer, answer);
+        assert_eq!(d.doc_id, None);
+        let trip = &pp.kb().entries()[2].doc_id;
+        let score = seqmatch::ratio(answer, &full(TRIP));
+        assert!(d.source_detail.contains(trip.as_str()), "{}", d.source_detail);
+        assert!(d.source_detail.contains(&format!("{score:.2}")), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn refusal_is_kept_when_no_rule_covers_the_question() {
+        let refusal = "抱歉,這個問題不在公司規範中,請洽人資部門。";
+        let d = processor(0.8).apply("公司尾牙在哪裡辦", refusal);
+        assert_eq!(d.source, Source::ModelGenerated);
+        assert_eq!(d.answer, refusal);
+        assert!(d.source_detail.contains("refusal kept"), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn near_miss_question_excluded_from_a_rule_keeps_the_refusal() {
+        let refusal = "抱歉,知識庫沒有國外使用 VPN 的規定。";
+        let d = processor(0.8).apply("VPN 可以在國外連線嗎", refusal);
+        assert_eq!(d.source, Source::ModelGenerated);
+        assert_eq!(d.answer, refusal);
+        assert!(d.source_detail.contains("excluded by `國外"), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn several_matching_topics_accept_either_doc_and_override_with_the_first() {
+        let pp = processor(0.8);
+        let q = "VPN 連線和特休怎麼申請";
+        assert_eq!(pp.apply(q, &full(LEAVE)).source, Source::KbMatch);
+        let d = pp.apply(q, "不知道");
+        assert_eq!(d.source, Source::RuleOverride);
+        assert_eq!(d.answer, full(VPN));
+        assert!(d.source_detail.contains("leave also match"), "{}", d.source_detail);
+    }
+
+    #[test]
+    fn sources_serialize_as_reference_labels() {
+        let json = serde_json::to_string(&Source::ALL).unwrap();
+        assert_eq!(json, r#"["RULE_OVERRIDE","KB_MATCH","MODEL_GENERATED"]"#);
+        for s in Source::ALL {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+    }
+
+    #[test]
+    fn out_of_range_threshold_is_an_error() {
+        let kb = Kb::from_entries("kb.jsonl", vec![KbEntry::from_text(VPN)]);
+        for t in [-0.1, 1.5, f64::NAN] {
+            let e = PostProcessor::new(kb.clone(), Rules::default(), t).unwrap_err();
+            assert!(matches!(e, Error::Threshold(_)), "{e:?}");
+        }
+    }
+}

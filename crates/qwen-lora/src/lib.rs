@@ -1,0 +1,26 @@
+//! Qwen2.5 decoder in candle, built for LoRA fine-tuning on a CPU.
+//!
+//! - [`config::Config`]: hyper-parameters from HF `config.json` or GGUF metadata.
+//! - [`load`]: one loader for every binary — hub id, local HF directory or GGUF file — giving a
+//!   [`load::BaseModel`] (config, weights, tokenizer).
+//! - [`model::Qwen2`]: the decoder; every projection is a [`lora::Linear`] that may carry an adapter.
+//! - [`ops`]: fused CPU ops with explicit backward passes (frozen linear, RMSNorm, RoPE, softmax,
+//!   SwiGLU, cross-entropy), so training runs near the matmul ceiling.
+//! - [`lora`]: LoRA layers, PEFT-compatible adapter files, merge.
+//! - [`generate`]: KV-cached, batched generation.
+//! - [`fixture`]: a tiny random Qwen2 with a small tokenizer, for tests across the workspace.
+
+pub mod adapter;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fixture;
+pub mod generate;
+pub mod inference;
+pub mod load;
+pub mod lora;
+pub mod model;
+pub mod ops;
+
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,181 @@
+//! LoRA: low-rank adapters on frozen projections (Hu et al., 2021, arXiv:2106.09685).
+//!
+//! `y = x·Wᵀ + b + scale · dropout(x)·Aᵀ·Bᵀ`, with `A (r, in)` kaiming-uniform and `B (out, r)`
+//! zero at the start, so an untrained adapter changes nothing; `scale = alpha / r`
+//! (`alpha / √r` with rsLoRA). Only `A` and `B` are [`Var`]s; the base weight stays a plain tensor
+//! and goes through [`ops::linear`], whose backward computes no weight gradient.
+
+use candle_core::{D, DType, Tensor, Var};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, ops};
+
+/// LoRA hyper-parameters, named as in PEFT's `adapter_config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Rank of the update.
+    pub r: usize,
+    /// Scaling numerator: the update is multiplied by `alpha / r` (or `alpha / √r` with rsLoRA).
+    pub lora_alpha: f64,
+    /// Dropout probability on the adapter's input while training.
+    pub lora_dropout: f64,
+    /// Projections that get an adapter: any of q/k/v/o_proj, gate/up/down_proj.
+    pub target_modules: Vec<String>,
+    /// Rank-stabilized scaling `alpha / √r`.
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+/// Module names an adapter can target, in the order the model builds them.
+pub const MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            r: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.05,
+            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
+            use_rslora: false,
+        }
+    }
+}
+
+impl LoraConfig {
+    /// The factor applied to `B·A`.
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
+    }
+
+    /// Checks the values a user can get wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.r == 0 {
+            return Err(Error::msg("LoRA rank r must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return Err(Error::msg(format!("lora_dropout must be in [0, 1), got {}", self.lora_dropout)));
+        }
+        if self.target_modules.is_empty() {
+            return Err(Error::msg(
+                "target_modules is empty: name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+            ));
+        }
+        for m in &self.target_modules {
+            if !MODULES.contains(&m.as_str()) {
+                return Err(Error::msg(format!("unknown target module '{m}': use any of {}", MODULES.join(", "))));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The trainable part of one projection.
+pub struct Adapter {
+    /// (r, in)
+    pub a: Var,
+    /// (out, r)
+    pub b: Var,
+    pub scale: f64,
+    pub dropout: f64,
+}
+
+/// A projection: frozen weight (out, in), optional bias, optional adapter.
+pub struct Linear {
+    pub(crate) w: Tensor,
+    pub(crate) b: Option<Tensor>,
+    pub(crate) adapter: Option<Adapter>,
+    /// Distinguishes this layer's dropout masks from every other layer's.
+    pub(crate) id: u64,
+}
+
+impl Linear {
+    pub fn new(w: Tensor, b: Option<Tensor>, id: u64) -> Self {
+        Self { w, b, adapter: None, id }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.w
+    }
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.b.as_ref()
+    }
+    pub fn adapter(&self) -> Option<&Adapter> {
+        self.adapter.as_ref()
+    }
+
+    /// The dtype adapters use: f64 when the base is f64 (gradient checks), else f32.
+    fn adapter_dtype(&self) -> DType {
+        if self.w.dtype() == DType::F64 { DType::F64 } else { DType::F32 }
+    }
+
+    /// Attaches a fresh adapter: A ~ kaiming-uniform(a = √5) = U(±1/√in), B = 0, as PEFT does.
+    pub fn attach(&mut self, cfg: &LoraConfig, rng: &mut StdRng) -> Result<()> {
+        let (out, inp) = self.w.dims2()?;
+        let bound = 1.0 / (inp as f64).sqrt();
+        let a: Vec<f64> = (0..cfg.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
+        let dt = self.adapter_dtype();
+        let a = Tensor::from_vec(a, (cfg.r, inp), self.w.device())?.to_dtype(dt)?;
+        let b = Tensor::zeros((out, cfg.r), dt, self.w.device())?;
+        self.set_adapter(a, b, cfg)
+    }
+
+    /// Installs given A (r, in) and B (out, r), checking their shapes against the weight.
+    pub fn set_adapter(&mut self, a: Tensor, b: Tensor, cfg: &LoraConfig) -> Result<()> {
+        let (out, inp) = self.w.dims2()?;
+        if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
+            return Err(Error::msg(format!(
+                "adapter shapes A {:?} / B {:?} do not fit a ({out}, {inp}) weight with rank {}: expected A [{}, {inp}] and B [{out}, {}]",
+                a.dims(),
+                b.dims(),
+                cfg.r,
+                cfg.r,
+                cfg.r
+            )));
+        }
+        let dt = self.adapter_dtype();
+        self.adapter = Some(Adapter {
+            a: Var::from_tensor(&a.to_dtype(dt)?.to_device(self.w.device())?)?,
+            b: Var::from_tensor(&b.to_dtype(dt)?.to_device(self.w.device())?)?,
+            scale: cfg.scale(),
+            dropout: cfg.lora_dropout,
+        });
+        Ok(())
+    }
+
+    /// `x (…, in) → (…, out)`. `dropout_seed` is `Some` in training mode.
+    pub fn forward(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+        let y = ops::linear(x, &self.w, self.b.as_ref())?;
+        let Some(ad) = &self.adapter else { return Ok(y) };
+        let in_dim = x.dim(D::Minus1)?;
+        let m = x.elem_count() / in_dim;
+        let mut h = x.reshape((m, in_dim))?.to_dtype(ad.a.dtype())?; // (m, in)
+        if let (Some(seed), true) = (dropout_seed, ad.dropout > 0.0) {
+            h = h.broadcast_mul(
+                &dropout_mask(m * in_dim, ad.dropout, seed ^ self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15), &h)?
+                    .reshape((m, in_dim))?,
+            )?;
+        }
+        let delta = h.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)?; // (m, r) → (m, out)
+        let delta = (delta * ad.scale)?.to_dtype(y.dtype())?.reshape(y.shape())?;
+        Ok((y + delta)?)
+    }
+
+    /// Folds the adapter into the weight, `W ← W + scale·B·A`, and drops it.
+    pub fn merge(&mut self) -> Result<()> {
+        if let Some(ad) = self.adapter.take() {
+            let delta = (ad.b.as_tensor().matmul(ad.a.as_tensor())? * ad.scale)?; // (out, in)
+            self.w = (self.w.to_dtype(delta.dtype())? + delta)?.to_dtype(self.w.dtype())?;
+        }
+        Ok(())
+    }
+}
+
+/// Inverted-dropout mask with keep probability `1 - p`, drawn from a seeded RNG so a resumed
+/// run replays the same masks.
+fn dropout_mask(n: usize, p: f64, seed: u64, like: &Tensor) -> Result<Tensor> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let keep = 1.0 / (1.0 - p);
+    let m: Vec<f32> = (0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep as f32 }).collect();
+    Ok(Tensor::from_vec(m, n, like.device())?.to_dtype(like.dtype())?)
+}
