@@ -200,7 +200,9 @@ impl Qwen2 {
     /// Builds the model from HF-named weights; `lora` attaches fresh adapters (A kaiming, B = 0,
     /// seed 0; see [`Qwen2::attach_lora`] to choose the seed).
     pub fn new(cfg: &Config, vb: VarBuilder, lora: Option<&LoraConfig>) -> Result<Self> {
-        if cfg.num_attention_heads % cfg.num_key_value_heads != 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads)
+            || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             return Err(Error::msg(format!(
                 "config: hidden_size {} / num_attention_heads {} / num_key_value_heads {} do not divide evenly",
                 cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads

@@ -12,6 +12,9 @@
 //! Kernels run on contiguous f32 or f64 CPU storage (f64 for gradient checks); other devices and
 //! dtypes fall back to compositions of candle primitives.
 
+// Kernels are generic over `num_traits::Float`, which has no `+=`; masks index several arrays.
+#![allow(clippy::assign_op_pattern, clippy::needless_range_loop)]
+
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;

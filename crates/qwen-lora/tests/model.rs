@@ -91,7 +91,7 @@ fn greedy_generation_matches_candle_transformers() {
     let model = tiny_model(7, DType::F32);
     for seed in 0..3 {
         let prompt = ids(seed, 6 + seed as usize);
-        let ours = generate(&model, &[prompt.clone()], &[], &greedy(12, 1), |_| {}).unwrap();
+        let ours = generate(&model, std::slice::from_ref(&prompt), &[], &greedy(12, 1), |_| {}).unwrap();
         assert_eq!(ours[0], reference_greedy(&prompt, 12), "prompt {seed}");
     }
 }
@@ -103,12 +103,12 @@ fn batched_generation_equals_one_prompt_at_a_time() {
     // Stop on a token some rows hit early, so rows leave the batch at different steps.
     let one_by_one: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| generate(&model, &[p.clone()], &[], &greedy(10, 1), |_| {}).unwrap().remove(0))
+        .map(|p| generate(&model, std::slice::from_ref(p), &[], &greedy(10, 1), |_| {}).unwrap().remove(0))
         .collect();
     let stop = vec![one_by_one[1][3]];
     let single: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| generate(&model, &[p.clone()], &stop, &greedy(10, 1), |_| {}).unwrap().remove(0))
+        .map(|p| generate(&model, std::slice::from_ref(p), &stop, &greedy(10, 1), |_| {}).unwrap().remove(0))
         .collect();
     let batched = generate(&model, &prompts, &stop, &greedy(10, 8), |_| {}).unwrap();
     assert_eq!(batched, single);
