@@ -1,31 +1,73 @@
-# kb-lora pipeline. `make test` runs the tests; `make data` regenerates the data sets.
+# kb-lora pipeline.
+#   make test                 the test suite (what CI runs)
+#   make demo                 everything on a real model: build, model, data, train, evaluate base and
+#                             adapter, diagnose, package, results table (0.5B, about 20-30 min on 2 cores)
+#   make demo MODEL=1.5b      the same with the 1.5B model (the reference's size)
+#   make iterate              diagnose -> targeted samples -> retrain -> evaluate the new adapter
+# Model choice: scripts/model-flags.sh (hub cache, hub, else the PyPI-packaged GGUF); give your own
+# with KB_LORA_MODEL_FLAGS='--gguf FILE' or '--model DIR'.
 CARGO ?= cargo
-RUN = $(CARGO) run --release -q -p
-GGUF ?= $(shell scripts/fetch-model.sh 0.5b 2>/dev/null)
-MODEL_FLAGS ?= --gguf $(GGUF)
+MODEL ?= 0.5b
+BIN = target/release
+OUT = qwen_lora_output-$(MODEL)
+REPORTS = test_outputs/$(MODEL)
+FLAGS_FILE = models/$(MODEL).flags
+MODEL_FLAGS = $(shell cat $(FLAGS_FILE))
+FINAL_TRAIN = $(OUT)/train_qwen_final.jsonl
 
-.PHONY: test data train-set eval-set model train evaluate diagnose fix package demo
+.PHONY: test build data train-set eval-set model train evaluate-base evaluate diagnose fix retrain \
+	evaluate-v2 iterate package results demo bench
 
 test:
 	$(CARGO) test --workspace
 
+build:
+	$(CARGO) build --release --workspace --bins
+
 data: train-set eval-set
-train-set:
-	$(RUN) gen-train-set
-eval-set:
-	$(RUN) gen-eval-set
+train-set: build
+	$(BIN)/gen-train-set
+eval-set: build
+	$(BIN)/gen-eval-set
 
+# Finds (and downloads once) the base model; the flags are kept in $(FLAGS_FILE).
 model:
-	scripts/fetch-model.sh 0.5b
+	@mkdir -p models
+	scripts/model-flags.sh $(MODEL) > $(FLAGS_FILE).tmp && mv $(FLAGS_FILE).tmp $(FLAGS_FILE)
+	@echo "model flags: $$(cat $(FLAGS_FILE))"
+$(FLAGS_FILE):
+	$(MAKE) model MODEL=$(MODEL)
 
-train:
-	$(RUN) train-qwen-lora -- $(MODEL_FLAGS) --output qwen_lora_output
+train: $(FLAGS_FILE)
+	$(BIN)/train-qwen-lora --config data/train.toml $(MODEL_FLAGS) --output $(OUT)
 
-generate:
-	$(RUN) qwen-generate -- $(MODEL_FLAGS) --adapter qwen_lora_output/final_model --prompt "VPN 怎麼連線?"
+evaluate-base: $(FLAGS_FILE)
+	$(BIN)/test-qwen-lora $(MODEL_FLAGS) --no-adapter --report $(REPORTS)/base.json
+evaluate: $(FLAGS_FILE)
+	$(BIN)/test-qwen-lora $(MODEL_FLAGS) --adapter $(OUT)/final_model --report $(REPORTS)/adapter.json
+
+diagnose:
+	$(BIN)/diagnose-errors --from-report $(REPORTS)/adapter.json --out $(OUT)/error_analysis.json
+fix:
+	$(BIN)/fix-remaining-issues --analysis $(OUT)/error_analysis.json --out $(FINAL_TRAIN)
+retrain: $(FLAGS_FILE)
+	$(BIN)/train-qwen-lora --config data/train.toml $(MODEL_FLAGS) --train $(FINAL_TRAIN) --output $(OUT)-v2
+evaluate-v2: $(FLAGS_FILE)
+	$(BIN)/test-qwen-lora $(MODEL_FLAGS) --adapter $(OUT)-v2/final_model --report $(REPORTS)/adapter_v2.json
+iterate: build diagnose fix retrain evaluate-v2
+	$(BIN)/results-table --report adapter=$(REPORTS)/adapter.json --report adapter-v2=$(REPORTS)/adapter_v2.json \
+		--train $(OUT)/summary.json --train $(OUT)-v2/summary.json
 
 package:
-	$(RUN) package-lora -- --adapter qwen_lora_output/final_model --out qwen-lora-v1.tar.gz
+	$(BIN)/package-lora --adapter $(OUT)/final_model --report $(REPORTS)/adapter.json \
+		--train data/train_qwen_v1.jsonl --eval data/eval_qwen_v1.jsonl --out qwen-lora-$(MODEL).tar.gz \
+		$(if $(filter --gguf,$(MODEL_FLAGS)),--base-gguf $(word 2,$(MODEL_FLAGS)))
 
-# The main job (evaluation and diagnosis binaries are still being built; see the open issues).
-demo: data model train generate package
+results:
+	$(BIN)/results-table --report base=$(REPORTS)/base.json --report adapter=$(REPORTS)/adapter.json \
+		--train $(OUT)/summary.json
+
+demo: build model data train evaluate-base evaluate diagnose package results
+
+bench: build $(FLAGS_FILE)
+	scripts/bench.sh

@@ -24,7 +24,7 @@ mod summary;
 
 pub use error::{Error, Result};
 pub use postprocess::Source;
-pub use print::{PrintOptions, print_report};
+pub use print::{PrintOptions, compare_table, print_report};
 pub use report::{Detail, Report, read_report, write_report};
 pub use runner::{EvalOptions, evaluate};
 pub use summary::{Buckets, DocStats, PASS_THRESHOLD, SourceStats, Summary, summarize};

@@ -137,3 +137,32 @@ pub fn print_report(out: &mut dyn Write, report: &Report, options: &PrintOptions
     let verdict = if s.goal_met { "PASSED" } else { "NOT MET" };
     writeln!(out, "Goal: average similarity {} >= {}: {verdict}", pct(s.avg_similarity), pct(s.pass_threshold))
 }
+
+/// A Markdown table comparing reports side by side (one row per labelled report): averages raw
+/// and final, the ≥ 85 band, refusal accuracy, sources and generation time.
+pub fn compare_table(out: &mut dyn Write, reports: &[(String, Report)]) -> io::Result<()> {
+    writeln!(
+        out,
+        "| run | questions | avg raw | avg final | >= 85 raw / final | refusal acc. | rule / kb / model | eval time |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for (label, r) in reports {
+        let s = &r.summary;
+        let count = |src: Source| s.source_distribution.get(&src).copied().unwrap_or(0);
+        let refusal = s.refusal_accuracy.map_or("n/a".to_string(), pct);
+        writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} / {} | {refusal} | {} / {} / {} | {:.1} s |",
+            s.total_tests,
+            pct(s.avg_similarity_raw),
+            pct(s.avg_similarity),
+            s.buckets_raw.excellent,
+            s.buckets.excellent,
+            count(Source::RuleOverride),
+            count(Source::KbMatch),
+            count(Source::ModelGenerated),
+            s.generation_seconds
+        )?;
+    }
+    Ok(())
+}

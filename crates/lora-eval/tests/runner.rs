@@ -222,3 +222,23 @@ fn generator_errors_and_bad_counts_are_reported() {
     let e = evaluate(&bad, None, EvalOptions::default(), ok).unwrap_err();
     assert!(matches!(e, Error::NotChatMl { index: 1, .. }), "{e:?}");
 }
+
+#[test]
+fn comparison_table_has_one_row_per_report_with_its_figures() {
+    let (with_post, _) = run(Some(&post()), 8);
+    let (raw_only, _) = run(None, 8);
+    let mut out = Vec::new();
+    lora_eval::compare_table(&mut out, &[("post".into(), with_post.clone()), ("raw".into(), raw_only.clone())])
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let pct = |x: f64| format!("{:.2}%", x * 100.0);
+    let s = &with_post.summary;
+    assert!(rows[0].starts_with("| post | 8 |"), "{text}");
+    assert!(rows[0].contains(&pct(s.avg_similarity_raw)) && rows[0].contains(&pct(s.avg_similarity)), "{text}");
+    let refusal = raw_only.summary.refusal_accuracy.map(pct).unwrap();
+    assert!(rows[1].contains(&refusal), "{text}");
+    // Without post-processing every answer is the model's own.
+    assert!(rows[1].contains("| 0 / 0 / 8 |"), "{text}");
+}

@@ -5,15 +5,14 @@
 //! qwen-generate --model DIR --adapter qwen_lora_output/final_model --prompt "VPN 怎麼連?" --json
 //! ```
 //!
-//! Several `--prompt`s are decoded together as one batch.
+//! Several `--prompt`s are decoded together, `--batch-size` at a time.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use qwen_lora::cli::ModelArgs;
-use qwen_lora::generate::GenerationConfig;
+use qwen_lora::cli::{GenerationArgs, ModelArgs};
 use qwen_lora::inference::load_model;
 
 /// Generate text with a Qwen2.5 model (and a LoRA adapter, merged in memory).
@@ -27,7 +26,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     adapter: Option<PathBuf>,
 
-    /// Prompt text, wrapped as a ChatML user turn; repeat the flag to decode several prompts as a batch.
+    /// Prompt text, wrapped as a ChatML user turn; repeat the flag to decode several prompts together.
     #[arg(long, required = true)]
     prompt: Vec<String>,
 
@@ -35,25 +34,8 @@ struct Args {
     #[arg(long)]
     raw: bool,
 
-    /// Most tokens to generate per prompt.
-    #[arg(long, default_value_t = 150)]
-    max_new_tokens: usize,
-
-    /// Sampling temperature; 0 is greedy decoding.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
-
-    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f64,
-
-    /// Penalty (> 1) on tokens already in the prompt or the answer.
-    #[arg(long, default_value_t = 1.0)]
-    repetition_penalty: f32,
-
-    /// Seed for sampling.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    #[command(flatten)]
+    generation: GenerationArgs,
 
     /// Print one JSON object per prompt: {"prompt_ids": [...], "output_ids": [...], "text": "..."}.
     #[arg(long)]
@@ -69,14 +51,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let texts: Vec<String> =
         args.prompt.iter().map(|p| if args.raw { p.clone() } else { kb_dataset::prompt(p) }).collect();
     let prompt_ids = texts.iter().map(|t| loaded.encode(t)).collect::<qwen_lora::Result<Vec<_>>>()?;
-    let cfg = GenerationConfig {
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_p: args.top_p,
-        repetition_penalty: args.repetition_penalty,
-        seed: args.seed,
-        batch_size: prompt_ids.len(),
-    };
+    let cfg = args.generation.config()?;
     let start = Instant::now();
     let outputs = qwen_lora::generate::generate(&loaded.model, &prompt_ids, &loaded.stop, &cfg, |_| {})?;
     let secs = start.elapsed().as_secs_f64();

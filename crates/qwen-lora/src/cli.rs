@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 
+use crate::generate::GenerationConfig;
 use crate::load::{BaseModel, ModelSource, load_base};
 use crate::{Error, Result};
 
@@ -129,6 +130,61 @@ impl ModelArgs {
     }
 }
 
+/// Decoding flags, shared by every binary that generates.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct GenerationArgs {
+    /// Most tokens to generate per prompt.
+    #[arg(long, value_name = "N", default_value_t = GenerationConfig::default().max_new_tokens)]
+    pub max_new_tokens: usize,
+
+    /// Sampling temperature; 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+
+    /// Penalty (> 1) on tokens already in the prompt or the answer.
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Prompts decoded together (sorted by length, left-padded; a finished prompt leaves the batch).
+    #[arg(long, value_name = "N", default_value_t = GenerationConfig::default().batch_size)]
+    pub batch_size: usize,
+}
+
+impl GenerationArgs {
+    /// The decoding settings, or an error naming the flag out of range.
+    pub fn config(&self) -> Result<GenerationConfig> {
+        let bad = |flag: &str, what: &str| Err(Error::msg(format!("{flag}: {what}")));
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad("--temperature", "must be a finite number >= 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("--top-p", "must be in (0, 1]");
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad("--repetition-penalty", "must be a finite number > 0");
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size", "must be at least 1");
+        }
+        Ok(GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            batch_size: self.batch_size,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +194,29 @@ mod tests {
     struct Args {
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        generation: GenerationArgs,
+    }
+
+    #[test]
+    fn generation_flags_default_to_greedy_and_reject_nonsense() {
+        let g = Args::try_parse_from(["x"]).unwrap().generation.config().unwrap();
+        assert_eq!(g, GenerationConfig::default());
+        let g = Args::try_parse_from(["x", "--temperature", "0.7", "--top-p", "0.9", "--batch-size", "4"])
+            .unwrap()
+            .generation
+            .config()
+            .unwrap();
+        assert_eq!((g.temperature, g.top_p, g.batch_size), (0.7, 0.9, 4));
+        for (flag, value) in [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.5"), ("--batch-size", "0")] {
+            let e = Args::try_parse_from(["x".to_string(), format!("{flag}={value}")])
+                .unwrap()
+                .generation
+                .config()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(flag), "{flag} {value}: {e}");
+        }
     }
 
     #[test]

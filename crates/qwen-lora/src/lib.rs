@@ -21,6 +21,7 @@ pub mod load;
 pub mod lora;
 pub mod model;
 pub mod ops;
+mod skinny;
 
 pub use config::Config;
 pub use error::{Error, Result};

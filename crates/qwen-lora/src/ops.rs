@@ -79,10 +79,18 @@ impl CustomOp1 for FrozenLinear {
             .ok_or_else(|| candle_core::Error::Msg("frozen-linear: input must be contiguous".into()))?;
         let (ws, wl) = self.w.storage_and_layout();
         let Storage::Cpu(ws) = &*ws else { candle_core::bail!("frozen-linear: weight is not on the CPU") };
-        // (m, k) · (k, n): Wᵀ is a transposed view of the (n, k) weight, no copy.
-        let x_l = Layout::contiguous_with_offset((m, k), start);
-        let wt_l = Layout::new((n, k).into(), wl.stride().to_vec(), wl.start_offset()).transpose(0, 1)?;
-        let mut y = s.matmul(ws, (1, m, n, k), &x_l, &wt_l)?;
+        let mut y = match (s, ws) {
+            // A decoding step: stream the weight once instead of packing it for a GEMM.
+            (CpuStorage::F32(xs), CpuStorage::F32(_)) if m <= crate::skinny::MAX_ROWS && wl.is_contiguous() => {
+                CpuStorage::F32(crate::skinny::matmul_xwt(&xs[start..start + m * k], slice::<f32>(ws, wl)?, m, n, k))
+            }
+            _ => {
+                // (m, k) · (k, n): Wᵀ is a transposed view of the (n, k) weight, no copy.
+                let x_l = Layout::contiguous_with_offset((m, k), start);
+                let wt_l = Layout::new((n, k).into(), wl.stride().to_vec(), wl.start_offset()).transpose(0, 1)?;
+                s.matmul(ws, (1, m, n, k), &x_l, &wt_l)?
+            }
+        };
         if let Some(b) = &self.b {
             let (bs, bl) = b.storage_and_layout();
             let Storage::Cpu(bs) = &*bs else { candle_core::bail!("frozen-linear: bias is not on the CPU") };

@@ -1,0 +1,146 @@
+//! `diagnose-errors`: answers the whole eval set (or reuses the answers of a `test-qwen-lora`
+//! report), counts every raw answer below the threshold as an error, groups the errors by topic,
+//! tells which topic each was confused with, prints suggestions and writes
+//! `error_analysis.json` plus a confusion heat map (`error_analysis.svg`).
+//!
+//! ```text
+//! diagnose-errors --gguf models/qwen2.5-coder-0.5b-instruct.gguf --adapter qwen_lora_output/final_model
+//! diagnose-errors --from-report test_outputs/test_results_qwen_with_source.json
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
+use kb_dataset::{Kb, Sample, Templates, read_jsonl};
+use qwen_lora::cli::{GenerationArgs, ModelArgs};
+use qwen_lora::inference::load_model;
+
+/// Find which topics the model gets wrong, and what it confuses them with.
+#[derive(Debug, Parser)]
+#[command(version, about, help_expected = true)]
+struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+
+    /// LoRA adapter directory (PEFT format), merged into the base weights for generation.
+    #[arg(long, value_name = "DIR", default_value = "qwen_lora_output/final_model", conflicts_with = "no_adapter")]
+    adapter: PathBuf,
+
+    /// Diagnose the base model alone.
+    #[arg(long)]
+    no_adapter: bool,
+
+    /// Take the raw answers from this test-qwen-lora JSON report instead of generating them
+    /// (its questions must be the eval set's, in order).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_adapter"])]
+    from_report: Option<PathBuf>,
+
+    /// Eval set: ChatML JSONL lines with the expected answers and doc_ids.
+    #[arg(long, value_name = "FILE", default_value = "data/eval_qwen_v1.jsonl")]
+    eval: PathBuf,
+
+    /// Knowledge base: what a wrong answer is compared with to find the confused topic.
+    #[arg(long, value_name = "FILE", default_value = "data/kb.jsonl")]
+    kb: PathBuf,
+
+    /// Question templates: the topic of every KB doc.
+    #[arg(long, value_name = "FILE", default_value = "data/questions.toml")]
+    questions: PathBuf,
+
+    /// A raw answer less similar than this (difflib ratio) to the expected one is an error.
+    #[arg(long, value_name = "RATIO", default_value_t = DiagnoseOptions::default().threshold)]
+    threshold: f64,
+
+    /// A wrong answer less similar than this to every KB entry is classified as `none`.
+    #[arg(long, value_name = "RATIO", default_value_t = DiagnoseOptions::default().floor)]
+    floor: f64,
+
+    /// Analysis to write (JSON); the heat map goes beside it with the extension .svg.
+    #[arg(long, value_name = "FILE", default_value = "error_analysis.json")]
+    out: PathBuf,
+
+    #[command(flatten)]
+    generation: GenerationArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    cli_support::main(|| run(Args::parse()))
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let eval = read_jsonl(&args.eval).context("reading --eval")?;
+    if eval.is_empty() {
+        bail!("{}: no eval samples to run", args.eval.display());
+    }
+    let kb = Kb::load(&args.kb).context("reading --kb")?;
+    let templates = Templates::load(&args.questions, &kb).context("reading --questions")?;
+    let opts = DiagnoseOptions { threshold: args.threshold, floor: args.floor };
+
+    let raw = match &args.from_report {
+        Some(path) => answers_from_report(path, &eval)?,
+        None => generate_answers(&args, &eval)?,
+    };
+    let analysis = diagnose(&eval, &raw, &kb, &templates, &opts)?;
+    print_report(&analysis, &mut std::io::stdout().lock())?;
+    let svg = write_analysis(&analysis, &args.out).with_context(|| format!("writing --out {}", args.out.display()))?;
+    println!("analysis written to {} (heat map: {})", args.out.display(), svg.display());
+    Ok(())
+}
+
+fn generate_answers(args: &Args, eval: &[Sample]) -> anyhow::Result<Vec<String>> {
+    let gen_cfg = args.generation.config()?;
+    let adapter = (!args.no_adapter).then_some(args.adapter.as_path());
+    if let Some(dir) = adapter
+        && !dir.join("adapter_config.json").is_file()
+    {
+        bail!(
+            "--adapter {}: no adapter_config.json there; train one with train-qwen-lora, or pass --no-adapter",
+            dir.display()
+        );
+    }
+    let loaded = load_model(&args.model, adapter).context("loading the model")?;
+    let prompts: Vec<String> = eval.iter().map(|s| kb_dataset::prompt(s.question().unwrap_or_default())).collect();
+    let bar = cli_support::progress_bar(prompts.len() as u64, "answering");
+    let answers = loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    Ok(answers)
+}
+
+/// The raw answers of a test-qwen-lora report, checked question by question against the eval set.
+fn answers_from_report(path: &std::path::Path, eval: &[Sample]) -> anyhow::Result<Vec<String>> {
+    let report = lora_eval::read_report(path).context("reading --from-report")?;
+    if report.details.len() != eval.len() {
+        bail!(
+            "{}: the report has {} answers but the eval set has {} questions; rerun test-qwen-lora without --limit",
+            path.display(),
+            report.details.len(),
+            eval.len()
+        );
+    }
+    for (i, (d, s)) in report.details.iter().zip(eval).enumerate() {
+        if Some(d.question.as_str()) != s.question() {
+            bail!(
+                "{}: answer {} is to {:?}, but eval line {} asks {:?}",
+                path.display(),
+                i + 1,
+                d.question,
+                i + 1,
+                s.question().unwrap_or_default()
+            );
+        }
+    }
+    Ok(report.details.into_iter().map(|d| d.raw).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_well_formed() {
+        Args::command().debug_assert();
+    }
+}

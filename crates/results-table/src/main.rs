@@ -1,0 +1,80 @@
+//! `results-table`: the short results table `make demo` ends with — test-qwen-lora reports side
+//! by side, and the training runs' time, speed and memory.
+//!
+//! ```text
+//! results-table --report base=test_outputs/base.json --report adapter=test_outputs/adapter.json \
+//!     --train qwen_lora_output/summary.json
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::Value;
+
+/// Compare evaluation reports (and training summaries) in one Markdown table.
+#[derive(Debug, Parser)]
+#[command(version, about, help_expected = true)]
+struct Args {
+    /// A test-qwen-lora JSON report as LABEL=FILE; repeat for each row.
+    #[arg(long, value_name = "LABEL=FILE", required = true)]
+    report: Vec<String>,
+
+    /// A train-qwen-lora summary.json; repeat for several runs.
+    #[arg(long, value_name = "FILE")]
+    train: Vec<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    cli_support::main(|| run(Args::parse()))
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
+    for spec in &args.report {
+        let Some((label, path)) = spec.split_once('=') else {
+            bail!("--report {spec}: expected LABEL=FILE, e.g. adapter=test_outputs/adapter.json");
+        };
+        reports.push((label.to_string(), lora_eval::read_report(path).with_context(|| format!("--report {spec}"))?));
+    }
+    let mut out = std::io::stdout().lock();
+    lora_eval::compare_table(&mut out, &reports)?;
+    if !args.train.is_empty() {
+        println!("\n| training run | steps | time | tokens/s | best epoch | best eval loss | peak memory |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for path in &args.train {
+            let text = std::fs::read_to_string(path).with_context(|| format!("--train {}", path.display()))?;
+            let s: Value =
+                serde_json::from_str(&text).with_context(|| format!("--train {}: not JSON", path.display()))?;
+            let num = |k: &str| s[k].as_f64();
+            let (Some(secs), Some(tps)) = (num("wall_seconds"), num("tokens_per_sec")) else {
+                bail!(
+                    "--train {}: not a train-qwen-lora summary.json (no wall_seconds/tokens_per_sec)",
+                    path.display()
+                );
+            };
+            println!(
+                "| {} | {} | {:.1} min | {:.1} | {} | {} | {} |",
+                path.parent().map_or(path.display().to_string(), |p| p.display().to_string()),
+                s["global_steps"],
+                secs / 60.0,
+                tps,
+                s["best_epoch"],
+                num("best_eval_loss").map_or("n/a".into(), |l| format!("{l:.4}")),
+                num("peak_memory_bytes").map_or("n/a".into(), |b| format!("{:.0} MiB", b / (1 << 20) as f64)),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_well_formed() {
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,146 @@
+//! The binary end to end on the tiny fixture: train an adapter briefly, evaluate with and without
+//! it, and check the report against the answers it records.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+const LIMIT: usize = 6;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+/// A tiny model directory and an adapter trained for a few steps on the first eval questions.
+fn tiny_model_and_adapter(dir: &Path) -> (PathBuf, PathBuf) {
+    let model_dir = dir.join("tiny");
+    qwen_lora::fixture::write_tiny_model(&model_dir, 7).unwrap();
+    let args = qwen_lora::cli::ModelArgs { model: model_dir.display().to_string(), ..Default::default() };
+    let base = args.load().unwrap();
+    let mut model = qwen_lora::model::Qwen2::new(&base.config, base.vb.clone(), None).unwrap();
+    let mut config = lora_trainer::TrainConfig {
+        learning_rate: 1e-2,
+        max_steps: Some(6),
+        micro_batch: 3,
+        grad_accum: 1,
+        warmup_steps: 1,
+        save_steps: 0,
+        ..Default::default()
+    };
+    config.lora.lora_dropout = 0.0;
+    model.attach_lora(&config.lora.to_lora_config(), 3).unwrap();
+    let eval = kb_dataset::read_jsonl(repo("data/eval_qwen_v1.jsonl")).unwrap();
+    let texts: Vec<String> = eval.iter().take(LIMIT).map(|s| s.text.clone()).collect();
+    let out = dir.join("run");
+    let mut opts = lora_trainer::TrainOptions::new(&out, "tiny");
+    opts.show_progress = false;
+    lora_trainer::train(&model, &base.tokenizer, &texts, &texts, &config, &opts).unwrap();
+    (model_dir, out.join("final_model"))
+}
+
+fn cmd(model: &Path) -> Command {
+    let mut c = Command::cargo_bin("test-qwen-lora").unwrap();
+    c.current_dir(repo("")).args(["--model", model.to_str().unwrap(), "--max-new-tokens", "12"]);
+    c
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn avg(details: &[Value], key: &str) -> f64 {
+    details.iter().map(|d| d[key].as_f64().unwrap()).sum::<f64>() / details.len() as f64
+}
+
+#[test]
+fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, adapter) = tiny_model_and_adapter(dir.path());
+    let with = dir.path().join("reports/with.json");
+    let without = dir.path().join("reports/without.json");
+    let limit = LIMIT.to_string();
+    cmd(&model)
+        .args(["--adapter", adapter.to_str().unwrap(), "--limit", &limit, "--report", with.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("report written to"));
+    cmd(&model).args(["--no-adapter", "--limit", &limit, "--report", without.to_str().unwrap()]).assert().success();
+
+    let (with, without) = (read(&with), read(&without));
+    let details = with["details"].as_array().unwrap();
+    assert_eq!(details.len(), LIMIT);
+    assert_eq!(with["summary"]["total_tests"], LIMIT);
+    for d in details {
+        let (expected, raw, model) =
+            (d["expected"].as_str().unwrap(), d["raw"].as_str().unwrap(), d["model"].as_str().unwrap());
+        // Scores are percentages of difflib's ratio of what the report says was generated.
+        let want_raw = 100.0 * seqmatch::ratio(expected, raw);
+        let want = 100.0 * seqmatch::ratio(expected, model);
+        assert!((d["similarity_raw"].as_f64().unwrap() - want_raw).abs() < 1e-6, "{d}");
+        assert!((d["similarity"].as_f64().unwrap() - want).abs() < 1e-6, "{d}");
+        let source = d["source"].as_str().unwrap();
+        assert!(["RULE_OVERRIDE", "KB_MATCH", "MODEL_GENERATED"].contains(&source), "{source}");
+        if source == "MODEL_GENERATED" {
+            assert_eq!(model, raw);
+        }
+        assert!(!d["source_detail"].as_str().unwrap().is_empty());
+    }
+    let summary = &with["summary"];
+    assert!((summary["avg_similarity"].as_f64().unwrap() - avg(details, "similarity")).abs() < 1e-6);
+    assert!((summary["avg_similarity_raw"].as_f64().unwrap() - avg(details, "similarity_raw")).abs() < 1e-6);
+
+    // The adapter changed what the model says.
+    let raw = |r: &Value| r["details"].as_array().unwrap().iter().map(|d| d["raw"].clone()).collect::<Vec<_>>();
+    assert_ne!(raw(&with), raw(&without), "the trained adapter should change the answers");
+}
+
+#[test]
+fn no_postprocess_keeps_the_raw_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    qwen_lora::fixture::write_tiny_model(&model, 7).unwrap();
+    let report = dir.path().join("r.json");
+    cmd(&model)
+        .args(["--no-adapter", "--no-postprocess", "--limit", "3", "--report", report.to_str().unwrap()])
+        .assert()
+        .success();
+    let r = read(&report);
+    for d in r["details"].as_array().unwrap() {
+        assert_eq!(d["raw"], d["model"]);
+        assert_eq!(d["source"], "MODEL_GENERATED");
+    }
+}
+
+#[test]
+fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_model = dir.path().join("no-model");
+    let bad_eval = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad_eval,
+        "{\"text\": \"<|im_start|>user\\nq<|im_end|>\\n<|im_start|>assistant\\na<|im_end|>\"}\n{\"text\": \"plain\"}\n",
+    )
+    .unwrap();
+    cmd(&missing_model)
+        .args(["--no-adapter", "--eval", bad_eval.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("bad.jsonl:2").and(predicate::str::contains("ChatML")));
+
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[[rule]]\ntopic = \"x\"\ndoc_id = \"doc_nope\"\npatterns = [\"x\"]\n").unwrap();
+    cmd(&missing_model)
+        .args(["--no-adapter", "--rules", rules.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("rules.toml"));
+
+    cmd(&missing_model)
+        .args(["--adapter", dir.path().join("nothing").to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--adapter").and(predicate::str::contains("--no-adapter")));
+    assert!(!dir.path().join("test_outputs").exists());
+}
