@@ -15,7 +15,7 @@ use clap::Parser;
 use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
 use kb_dataset::{Kb, Sample, Templates, read_jsonl};
 use qwen_lora::cli::{GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model;
+use qwen_lora::inference::load_model_with;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]
@@ -100,7 +100,7 @@ fn generate_answers(args: &Args, eval: &[Sample]) -> anyhow::Result<Vec<String>>
             dir.display()
         );
     }
-    let loaded = load_model(&args.model, adapter).context("loading the model")?;
+    let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
     let prompts: Vec<String> = eval.iter().map(|s| kb_dataset::prompt(s.question().unwrap_or_default())).collect();
     let bar = cli_support::progress_bar(prompts.len() as u64, "answering");
     let answers = loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))?;

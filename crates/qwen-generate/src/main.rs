@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use qwen_lora::cli::{GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model;
+use qwen_lora::inference::load_model_with;
 
 /// Generate text with a Qwen2.5 model (and a LoRA adapter, merged in memory).
 #[derive(Debug, Parser)]
@@ -47,7 +47,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = load_model(&args.model, args.adapter.as_deref()).context("loading the model")?;
+    let loaded = load_model_with(&args.model, args.adapter.as_deref(), !args.generation.f32_weights)
+        .context("loading the model")?;
     let texts: Vec<String> =
         args.prompt.iter().map(|p| if args.raw { p.clone() } else { kb_dataset::prompt(p) }).collect();
     let prompt_ids = texts.iter().map(|t| loaded.encode(t)).collect::<qwen_lora::Result<Vec<_>>>()?;

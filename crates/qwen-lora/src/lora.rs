@@ -85,13 +85,15 @@ pub struct Linear {
     pub(crate) w: Tensor,
     pub(crate) b: Option<Tensor>,
     pub(crate) adapter: Option<Adapter>,
+    /// f16 copy of `w` for decoding steps ([`Linear::keep_half_copy`]).
+    pub(crate) w_half: Option<Tensor>,
     /// Distinguishes this layer's dropout masks from every other layer's.
     pub(crate) id: u64,
 }
 
 impl Linear {
     pub fn new(w: Tensor, b: Option<Tensor>, id: u64) -> Self {
-        Self { w, b, adapter: None, id }
+        Self { w, b, adapter: None, w_half: None, id }
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -145,7 +147,7 @@ impl Linear {
 
     /// `x (…, in) → (…, out)`. `dropout_seed` is `Some` in training mode.
     pub fn forward(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
-        let y = ops::linear(x, &self.w, self.b.as_ref())?;
+        let y = ops::linear_with_half(x, &self.w, self.w_half.as_ref(), self.b.as_ref())?;
         let Some(ad) = &self.adapter else { return Ok(y) };
         let in_dim = x.dim(D::Minus1)?;
         let m = x.elem_count() / in_dim;
@@ -161,9 +163,19 @@ impl Linear {
         Ok((y + delta)?)
     }
 
+    /// Keeps an f16 copy of the (f32, CPU) weight for decoding steps: half the bytes per token,
+    /// at f16's rounding of the weights. Inference only; merge adapters first.
+    pub fn keep_half_copy(&mut self) -> Result<()> {
+        if self.w.dtype() == DType::F32 && self.w.device().is_cpu() {
+            self.w_half = Some(self.w.to_dtype(DType::F16)?);
+        }
+        Ok(())
+    }
+
     /// Folds the adapter into the weight, `W ← W + scale·B·A`, and drops it.
     pub fn merge(&mut self) -> Result<()> {
         if let Some(ad) = self.adapter.take() {
+            self.w_half = None;
             let delta = (ad.b.as_tensor().matmul(ad.a.as_tensor())? * ad.scale)?; // (out, in)
             self.w = (self.w.to_dtype(delta.dtype())? + delta)?.to_dtype(self.w.dtype())?;
         }

@@ -57,8 +57,9 @@ fn use_kernels(t: &Tensor) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 struct FrozenLinear {
-    w: Tensor,         // (out, in)
-    b: Option<Tensor>, // (out,)
+    w: Tensor,              // (out, in)
+    w_half: Option<Tensor>, // (out, in) f16 copy read by decoding steps
+    b: Option<Tensor>,      // (out,)
 }
 
 impl CustomOp1 for FrozenLinear {
@@ -79,10 +80,21 @@ impl CustomOp1 for FrozenLinear {
             .ok_or_else(|| candle_core::Error::Msg("frozen-linear: input must be contiguous".into()))?;
         let (ws, wl) = self.w.storage_and_layout();
         let Storage::Cpu(ws) = &*ws else { candle_core::bail!("frozen-linear: weight is not on the CPU") };
+        let half = self.w_half.as_ref().map(|h| h.storage_and_layout());
         let mut y = match (s, ws) {
-            // A decoding step: stream the weight once instead of packing it for a GEMM.
+            // A decoding step: stream the weight once (in f16 when there is a copy) instead of
+            // packing it for a GEMM.
             (CpuStorage::F32(xs), CpuStorage::F32(_)) if m <= crate::skinny::MAX_ROWS && wl.is_contiguous() => {
-                CpuStorage::F32(crate::skinny::matmul_xwt(&xs[start..start + m * k], slice::<f32>(ws, wl)?, m, n, k))
+                let w = match &half {
+                    Some((hs, hl)) => match &**hs {
+                        Storage::Cpu(CpuStorage::F16(h)) if hl.is_contiguous() => {
+                            crate::skinny::Weights::F16(&h[hl.start_offset()..hl.start_offset() + n * k])
+                        }
+                        _ => candle_core::bail!("frozen-linear: the half copy must be contiguous f16 on the CPU"),
+                    },
+                    None => crate::skinny::Weights::F32(slice::<f32>(ws, wl)?),
+                };
+                CpuStorage::F32(crate::skinny::matmul_xw(&xs[start..start + m * k], w, m, n, k))
             }
             _ => {
                 // (m, k) · (k, n): Wᵀ is a transposed view of the (n, k) weight, no copy.
@@ -119,9 +131,15 @@ impl CustomOp1 for FrozenLinear {
 
 /// A frozen projection: `x (…, in) · Wᵀ (in, out) + b → (…, out)`; gradients flow to `x` only.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    linear_with_half(x, w, None, b)
+}
+
+/// [`linear`] where decoding steps (few rows) read `w_half`, an f16 copy of `w`, moving half the
+/// bytes; larger inputs (prefill, training) still use `w`.
+pub fn linear_with_half(x: &Tensor, w: &Tensor, w_half: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
     if use_kernels(x) && w.dtype() == x.dtype() {
         let x = x.contiguous()?;
-        return Ok(x.apply_op1(FrozenLinear { w: w.clone(), b: b.cloned() })?);
+        return Ok(x.apply_op1(FrozenLinear { w: w.clone(), w_half: w_half.cloned(), b: b.cloned() })?);
     }
     let y = x.broadcast_matmul(&w.t()?)?;
     Ok(match b {

@@ -9,26 +9,58 @@
 
 use rayon::prelude::*;
 
-/// Up to this many rows, [`matmul_xwt`] beats the general GEMM (measured by the decode bench).
+/// Up to this many rows, [`matmul_xw`] beats the general GEMM (measured by the decode bench).
 pub const MAX_ROWS: usize = 32;
 
 /// Weight rows per parallel task: big enough to amortize scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 32;
 
-/// `x (m, k)` row-major, `w (n, k)` row-major → `x·Wᵀ (m, n)` row-major.
-pub fn matmul_xwt(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    assert!(x.len() == m * k && w.len() == n * k, "matmul_xwt: x {} / w {} for m {m} n {n} k {k}", x.len(), w.len());
+/// A weight matrix as the skinny kernels read it.
+#[derive(Clone, Copy)]
+pub enum Weights<'a> {
+    F32(&'a [f32]),
+    /// IEEE half precision: half the bytes to stream per decoding step.
+    F16(&'a [half::f16]),
+}
+
+impl Weights<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Weights::F32(w) => w.len(),
+            Weights::F16(w) => w.len(),
+        }
+    }
+}
+
+/// `x (m, k)` row-major, `w (n, k)` row-major (f32 or f16) → `x·Wᵀ (m, n)` row-major, accumulated
+/// in f32.
+pub fn matmul_xw(x: &[f32], w: Weights, m: usize, n: usize, k: usize) -> Vec<f32> {
+    assert!(x.len() == m * k && w.len() == n * k, "matmul_xw: x {} / w {} for m {m} n {n} k {k}", x.len(), w.len());
     // Output transposed (n, m): each task owns whole weight rows and so a disjoint chunk.
     let mut yt = vec![0f32; n * m];
     if m == 0 || n == 0 {
         return vec![0f32; m * n];
     }
     let fast = has_avx2_fma();
-    yt.par_chunks_mut(m * ROWS_PER_TASK).zip(w.par_chunks(k * ROWS_PER_TASK)).for_each(|(yt, w)| {
-        for (yt, w) in yt.chunks_mut(m).zip(w.chunks(k)) {
-            row_dots(x, w, yt, k, fast);
+    match w {
+        Weights::F32(w) => {
+            yt.par_chunks_mut(m * ROWS_PER_TASK).zip(w.par_chunks(k * ROWS_PER_TASK)).for_each(|(yt, w)| {
+                for (yt, w) in yt.chunks_mut(m).zip(w.chunks(k)) {
+                    row_dots(x, w, yt, k, fast);
+                }
+            })
         }
-    });
+        Weights::F16(w) => {
+            let fast = fast && has_f16c();
+            yt.par_chunks_mut(m * ROWS_PER_TASK).zip(w.par_chunks(k * ROWS_PER_TASK)).for_each(|(yt, w)| {
+                let mut row = vec![0f32; k];
+                for (yt, w) in yt.chunks_mut(m).zip(w.chunks(k)) {
+                    widen(w, &mut row, fast);
+                    row_dots(x, &row, yt, k, fast);
+                }
+            })
+        }
+    }
     let mut y = vec![0f32; m * n];
     for (j, col) in yt.chunks(m).enumerate() {
         for (i, &v) in col.iter().enumerate() {
@@ -72,6 +104,31 @@ fn has_avx2_fma() -> bool {
     }
 }
 
+fn has_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// f16 → f32 of one weight row (into a buffer that stays in L1 for the dot products).
+fn widen(w: &[half::f16], out: &mut [f32], fast: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        // SAFETY: `fast` means F16C (and AVX) were detected; both slices have the same length.
+        unsafe { avx::widen(w, out) };
+        return;
+    }
+    let _ = fast;
+    for (o, v) in out.iter_mut().zip(w) {
+        *o = v.to_f32();
+    }
+}
+
 /// Eight independent partial sums, which compilers vectorize on any target.
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
@@ -95,6 +152,23 @@ mod avx {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
+    }
+
+    /// f16 → f32, eight at a time.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn widen(w: &[half::f16], out: &mut [f32]) {
+        let n = w.len().min(out.len());
+        let (pw, po) = (w.as_ptr() as *const u16, out.as_mut_ptr());
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                _mm256_storeu_ps(po.add(i), _mm256_cvtph_ps(_mm_loadu_si128(pw.add(i) as *const __m128i)));
+                i += 8;
+            }
+        }
+        for j in i..n {
+            out[j] = w[j].to_f32();
+        }
     }
 
     /// Dot product of two equally long slices.
@@ -175,8 +249,22 @@ mod tests {
     fn matches_a_naive_matmul_for_odd_and_even_shapes() {
         for (m, n, k) in [(1, 1, 1), (1, 7, 13), (3, 33, 8), (4, 64, 64), (5, 100, 37), (16, 70, 896), (32, 9, 129)] {
             let (x, w) = (data(m * k, 1), data(n * k, 2));
-            let got = matmul_xwt(&x, &w, m, n, k);
+            let got = matmul_xw(&x, Weights::F32(&w), m, n, k);
             let want = naive(&x, &w, m, n, k);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "m {m} n {n} k {k}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn half_weights_match_a_naive_matmul_of_the_rounded_weights() {
+        for (m, n, k) in [(1, 5, 13), (4, 40, 64), (7, 33, 129)] {
+            let x = data(m * k, 5);
+            let w16: Vec<half::f16> = data(n * k, 6).iter().map(|&v| half::f16::from_f32(v)).collect();
+            let w32: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+            let got = matmul_xw(&x, Weights::F16(&w16), m, n, k);
+            let want = naive(&x, &w32, m, n, k);
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "m {m} n {n} k {k}: {g} vs {w}");
             }

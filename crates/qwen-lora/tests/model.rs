@@ -180,3 +180,26 @@ fn dropout_is_seeded_and_only_active_in_training() {
     assert!(max_abs_diff(&a, &b) > 1e-6, "another seed, other masks");
     assert!(max_abs_diff(&a, &e1) > 1e-6, "training applies dropout");
 }
+
+#[test]
+fn half_weights_for_decoding_stay_close_to_f32() {
+    let exact = tiny_model(11, DType::F32);
+    let mut half = tiny_model(11, DType::F32);
+    half.use_half_weights_for_decoding().unwrap();
+    let seq = ids(5, 8);
+    let x = Tensor::from_vec(seq.clone(), (1, seq.len()), &Device::Cpu).unwrap();
+    let positions: Vec<u32> = (0..seq.len() as u32).collect();
+    let logits = |m: &qwen_lora::model::Qwen2| {
+        let h = m.forward_cached(&x, &positions, vec![1; seq.len()], &mut KvCache::default()).unwrap();
+        m.last_logits(&h).unwrap()
+    };
+    let d = max_abs_diff(&logits(&exact), &logits(&half));
+    // f16 keeps 11 significant bits: the logits move, but only by rounding.
+    assert!(d > 0.0, "the f16 copies were not used");
+    assert!(d < 1e-2, "f16 decoding weights moved the logits by {d}");
+    // Prefill-sized inputs (more rows than a decoding step) still use the f32 weights.
+    let long = ids(3, 40);
+    let x = Tensor::from_vec(long.clone(), (1, long.len()), &Device::Cpu).unwrap();
+    let h = |m: &qwen_lora::model::Qwen2| m.forward_hidden(&x, &x.ones_like().unwrap(), Mode::Eval).unwrap();
+    assert_eq!(max_abs_diff(&h(&exact), &h(&half)), 0.0);
+}

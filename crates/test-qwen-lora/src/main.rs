@@ -16,7 +16,7 @@ use kb_dataset::{Kb, Templates, read_jsonl};
 use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, write_report};
 use postprocess::{PostProcessor, Rules};
 use qwen_lora::cli::{GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model;
+use qwen_lora::inference::load_model_with;
 
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
 /// refusal accuracy, per-doc accuracy.
@@ -111,7 +111,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
-    let loaded = load_model(&args.model, adapter).context("loading the model")?;
+    let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
     let bar = cli_support::progress_bar(samples.len() as u64, "answering");
     // One generator call for the whole set: the generator sorts prompts by length and batches them.
     let options = EvalOptions { batch_size: samples.len() };
