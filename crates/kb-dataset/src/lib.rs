@@ -29,6 +29,6 @@ pub use eval_set::build_eval_set;
 pub use io::write_atomic;
 pub use kb::{Kb, KbEntry, doc_id_for, normalize, text_hash};
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
-pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, read_jsonl, to_jsonl, write_jsonl};
+pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
 pub use sampling::{TrainRequest, TrainSet, build_train_set};
 pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};

@@ -82,6 +82,26 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
+/// Checks that every sample's doc_id names an entry of `kb`; `samples` must be what
+/// [`read_jsonl`] read from `path`, so an unknown doc_id is reported with its line.
+pub fn check_doc_ids(samples: &[Sample], kb: &crate::Kb, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let Some(bad) = samples.iter().position(|s| s.doc_id.as_deref().is_some_and(|d| kb.get(d).is_none())) else {
+        return Ok(());
+    };
+    let line = read_lines(path).ok().and_then(|l| l.get(bad).map(|(n, _)| *n)).unwrap_or(bad + 1);
+    Err(Error::InvalidField {
+        path: path.to_path_buf(),
+        line,
+        field: "doc_id",
+        message: format!(
+            "unknown doc_id `{}`: no such entry in {}; regenerate the set with gen-eval-set from this KB",
+            samples[bad].doc_id.as_deref().unwrap_or_default(),
+            kb.path().display()
+        ),
+    })
+}
+
 /// Serializes samples as JSON lines (Python `json.dumps(..., ensure_ascii=False)` layout).
 pub fn to_jsonl(samples: &[Sample]) -> String {
     let mut out = String::new();
@@ -105,6 +125,25 @@ mod tests {
         let p = dir.path().join("train.jsonl");
         std::fs::write(&p, body).unwrap();
         p
+    }
+
+    #[test]
+    fn unknown_doc_ids_are_named_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let kb = crate::Kb::from_entries("kb.jsonl", vec![crate::KbEntry::from_text("VPN 規範")]);
+        let known = kb.entries()[0].doc_id.clone();
+        let samples = vec![
+            Sample::new("q1", "依據公司規範:VPN 規範", Some(&known), "eval"),
+            Sample::new("q2", "抱歉", None, STYLE_UNANSWERABLE),
+            Sample::new("q3", "依據公司規範:x", Some("doc_gone"), "eval"),
+        ];
+        let p = dir.path().join("eval.jsonl");
+        let text = to_jsonl(&samples);
+        std::fs::write(&p, text.replacen('\n', "\n\n", 1)).unwrap(); // a blank line 2
+        let samples = read_jsonl(&p).unwrap();
+        let e = check_doc_ids(&samples, &kb, &p).unwrap_err().to_string();
+        assert!(e.contains("eval.jsonl:4") && e.contains("doc_gone"), "{e}");
+        assert!(check_doc_ids(&samples[..2], &kb, &p).is_ok());
     }
 
     #[test]

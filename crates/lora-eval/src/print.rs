@@ -150,9 +150,11 @@ pub fn compare_table(out: &mut dyn Write, reports: &[(String, Report)]) -> io::R
         let s = &r.summary;
         let count = |src: Source| s.source_distribution.get(&src).copied().unwrap_or(0);
         let refusal = s.refusal_accuracy.map_or("n/a".to_string(), pct);
+        let time = if s.generation_seconds > 0.0 { format!("{:.1} s", s.generation_seconds) } else { "n/a".into() };
+        let label = label.replace('|', "/");
         writeln!(
             out,
-            "| {label} | {} | {} | {} | {} / {} | {refusal} | {} / {} / {} | {:.1} s |",
+            "| {label} | {} | {} | {} | {} / {} | {refusal} | {} / {} / {} | {time} |",
             s.total_tests,
             pct(s.avg_similarity_raw),
             pct(s.avg_similarity),
@@ -161,7 +163,6 @@ pub fn compare_table(out: &mut dyn Write, reports: &[(String, Report)]) -> io::R
             count(Source::RuleOverride),
             count(Source::KbMatch),
             count(Source::ModelGenerated),
-            s.generation_seconds
         )?;
     }
     Ok(())

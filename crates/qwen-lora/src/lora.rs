@@ -113,6 +113,7 @@ impl Linear {
 
     /// Attaches a fresh adapter: A ~ kaiming-uniform(a = √5) = U(±1/√in), B = 0, as PEFT does.
     pub fn attach(&mut self, cfg: &LoraConfig, rng: &mut StdRng) -> Result<()> {
+        self.w_half = None; // training reads the f32 weights
         let (out, inp) = self.w.dims2()?;
         let bound = 1.0 / (inp as f64).sqrt();
         let a: Vec<f64> = (0..cfg.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
@@ -124,6 +125,7 @@ impl Linear {
 
     /// Installs given A (r, in) and B (out, r), checking their shapes against the weight.
     pub fn set_adapter(&mut self, a: Tensor, b: Tensor, cfg: &LoraConfig) -> Result<()> {
+        self.w_half = None;
         let (out, inp) = self.w.dims2()?;
         if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
             return Err(Error::msg(format!(

@@ -87,10 +87,12 @@ impl CustomOp1 for FrozenLinear {
             (CpuStorage::F32(xs), CpuStorage::F32(_)) if m <= crate::skinny::MAX_ROWS && wl.is_contiguous() => {
                 let w = match &half {
                     Some((hs, hl)) => match &**hs {
-                        Storage::Cpu(CpuStorage::F16(h)) if hl.is_contiguous() => {
+                        Storage::Cpu(CpuStorage::F16(h)) if hl.is_contiguous() && hl.dims() == [n, k] => {
                             crate::skinny::Weights::F16(&h[hl.start_offset()..hl.start_offset() + n * k])
                         }
-                        _ => candle_core::bail!("frozen-linear: the half copy must be contiguous f16 on the CPU"),
+                        _ => candle_core::bail!(
+                            "frozen-linear: the half copy must be a contiguous ({n}, {k}) f16 CPU tensor"
+                        ),
                     },
                     None => crate::skinny::Weights::F32(slice::<f32>(ws, wl)?),
                 };
@@ -134,8 +136,8 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     linear_with_half(x, w, None, b)
 }
 
-/// [`linear`] where decoding steps (few rows) read `w_half`, an f16 copy of `w`, moving half the
-/// bytes; larger inputs (prefill, training) still use `w`.
+/// [`linear`] where inputs of at most 32 rows (decoding steps, and very short prefills) read
+/// `w_half`, an f16 copy of `w`, moving half the bytes; larger inputs (prefill, training) use `w`.
 pub fn linear_with_half(x: &Tensor, w: &Tensor, w_half: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
     if use_kernels(x) && w.dtype() == x.dtype() {
         let x = x.contiguous()?;

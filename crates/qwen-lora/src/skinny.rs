@@ -38,7 +38,7 @@ pub fn matmul_xw(x: &[f32], w: Weights, m: usize, n: usize, k: usize) -> Vec<f32
     assert!(x.len() == m * k && w.len() == n * k, "matmul_xw: x {} / w {} for m {m} n {n} k {k}", x.len(), w.len());
     // Output transposed (n, m): each task owns whole weight rows and so a disjoint chunk.
     let mut yt = vec![0f32; n * m];
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || k == 0 {
         return vec![0f32; m * n];
     }
     let fast = has_avx2_fma();
@@ -269,6 +269,25 @@ mod tests {
                 assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "m {m} n {n} k {k}: {g} vs {w}");
             }
         }
+    }
+
+    #[test]
+    fn the_portable_paths_match_the_simd_ones() {
+        let k = 37;
+        for m in [1, 3, 5] {
+            let (x, w) = (data(m * k, 7), data(k, 8));
+            let (mut simd, mut portable) = (vec![0f32; m], vec![0f32; m]);
+            row_dots(&x, &w, &mut simd, k, has_avx2_fma());
+            row_dots(&x, &w, &mut portable, k, false);
+            for (a, b) in simd.iter().zip(&portable) {
+                assert!((a - b).abs() < 1e-4, "m {m}: {a} vs {b}");
+            }
+        }
+        let w16: Vec<half::f16> = data(45, 9).iter().map(|&v| half::f16::from_f32(v)).collect();
+        let (mut a, mut b) = (vec![0f32; 45], vec![0f32; 45]);
+        widen(&w16, &mut a, has_avx2_fma() && has_f16c());
+        widen(&w16, &mut b, false);
+        assert_eq!(a, b);
     }
 
     #[test]

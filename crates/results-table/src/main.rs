@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for spec in &args.report {
-        let Some((label, path)) = spec.split_once('=') else {
+        let Some((label, path)) = spec.split_once('=').filter(|(l, _)| !l.is_empty()) else {
             bail!("--report {spec}: expected LABEL=FILE, e.g. adapter=test_outputs/adapter.json");
         };
         reports.push((label.to_string(), lora_eval::read_report(path).with_context(|| format!("--report {spec}"))?));
@@ -47,19 +47,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             let s: Value =
                 serde_json::from_str(&text).with_context(|| format!("--train {}: not JSON", path.display()))?;
             let num = |k: &str| s[k].as_f64();
-            let (Some(secs), Some(tps)) = (num("wall_seconds"), num("tokens_per_sec")) else {
+            // train_seconds covers every invocation of a resumed run, like tokens_per_sec.
+            let (Some(secs), Some(tps)) = (num("train_seconds"), num("tokens_per_sec")) else {
                 bail!(
-                    "--train {}: not a train-qwen-lora summary.json (no wall_seconds/tokens_per_sec)",
+                    "--train {}: not a train-qwen-lora summary.json (no train_seconds/tokens_per_sec)",
                     path.display()
                 );
             };
             println!(
                 "| {} | {} | {:.1} min | {:.1} | {} | {} | {} |",
-                path.parent().map_or(path.display().to_string(), |p| p.display().to_string()),
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(path).display(),
                 s["global_steps"],
                 secs / 60.0,
                 tps,
-                s["best_epoch"],
+                s["best_epoch"].as_u64().map_or("n/a".into(), |e| e.to_string()),
                 num("best_eval_loss").map_or("n/a".into(), |l| format!("{l:.4}")),
                 num("peak_memory_bytes").map_or("n/a".into(), |b| format!("{:.0} MiB", b / (1 << 20) as f64)),
             );

@@ -89,9 +89,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         samples.truncate(n);
     }
     if samples.is_empty() {
-        bail!("{}: no eval samples to run", args.eval.display());
+        bail!("{}: no eval samples to run (file empty, or --limit 0)", args.eval.display());
     }
     let kb = Kb::load(&args.kb).context("reading --kb")?;
+    kb_dataset::check_doc_ids(&samples, &kb, &args.eval)?;
     let post = if args.no_postprocess {
         None
     } else {

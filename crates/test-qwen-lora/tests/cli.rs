@@ -88,6 +88,9 @@ fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
         assert!(!d["source_detail"].as_str().unwrap().is_empty());
     }
     let summary = &with["summary"];
+    for key in ["buckets", "buckets_raw", "source_distribution", "refusal_accuracy", "per_doc", "generation_seconds"] {
+        assert!(summary.get(key).is_some(), "summary lacks {key}: {summary:#}");
+    }
     assert!((summary["avg_similarity"].as_f64().unwrap() - avg(details, "similarity")).abs() < 1e-6);
     assert!((summary["avg_similarity_raw"].as_f64().unwrap() - avg(details, "similarity_raw")).abs() < 1e-6);
 
@@ -130,17 +133,40 @@ fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
         .stderr(predicate::str::contains("bad.jsonl:2").and(predicate::str::contains("ChatML")));
 
     let rules = dir.path().join("rules.toml");
+    let in_tmp = |c: &mut Command| {
+        c.current_dir(dir.path());
+        for (flag, file) in
+            [("--eval", "data/eval_qwen_v1.jsonl"), ("--kb", "data/kb.jsonl"), ("--questions", "data/questions.toml")]
+        {
+            c.args([flag, repo(file).to_str().unwrap()]);
+        }
+    };
     std::fs::write(&rules, "[[rule]]\ntopic = \"x\"\ndoc_id = \"doc_nope\"\npatterns = [\"x\"]\n").unwrap();
-    cmd(&missing_model)
-        .args(["--no-adapter", "--rules", rules.to_str().unwrap()])
+    let mut c = cmd(&missing_model);
+    in_tmp(&mut c);
+    c.args(["--no-adapter", "--rules", rules.to_str().unwrap()])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("rules.toml"));
+        .stderr(predicate::str::contains("rules.toml").and(predicate::str::contains("doc_nope")));
 
-    cmd(&missing_model)
+    let mut c = cmd(&missing_model);
+    in_tmp(&mut c);
+    c.args(["--rules", repo("data/rules.toml").to_str().unwrap()])
         .args(["--adapter", dir.path().join("nothing").to_str().unwrap()])
         .assert()
         .failure()
         .stderr(predicate::str::contains("--adapter").and(predicate::str::contains("--no-adapter")));
+
+    // An eval line naming a doc the KB lacks.
+    let eval = std::fs::read_to_string(repo("data/eval_qwen_v1.jsonl")).unwrap();
+    let first_doc = kb_dataset::read_jsonl(repo("data/eval_qwen_v1.jsonl")).unwrap()[0].doc_id.clone().unwrap();
+    let renamed = dir.path().join("renamed.jsonl");
+    std::fs::write(&renamed, eval.replacen(&first_doc, "doc_00000000", 1)).unwrap();
+    cmd(&missing_model)
+        .args(["--no-adapter", "--eval", renamed.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("renamed.jsonl:1").and(predicate::str::contains("doc_00000000")));
+    // Nothing was written, not even the report directory (the default report path is relative).
     assert!(!dir.path().join("test_outputs").exists());
 }
