@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
 use kb_dataset::{Kb, Sample, Templates, read_jsonl};
-use qwen_lora::cli::{GenerationArgs, ModelArgs};
+use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
 use qwen_lora::inference::load_model_with;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
@@ -24,13 +24,8 @@ struct Args {
     #[command(flatten)]
     model: ModelArgs,
 
-    /// LoRA adapter directory (PEFT format), merged into the base weights for generation.
-    #[arg(long, value_name = "DIR", default_value = "qwen_lora_output/final_model", conflicts_with = "no_adapter")]
-    adapter: PathBuf,
-
-    /// Diagnose the base model alone.
-    #[arg(long)]
-    no_adapter: bool,
+    #[command(flatten)]
+    adapter: AdapterArgs,
 
     /// Take the raw answers from this test-qwen-lora JSON report instead of generating them
     /// (its questions must be the eval set's, in order).
@@ -104,15 +99,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 fn generate_answers(args: &Args, eval: &[Sample]) -> anyhow::Result<Vec<String>> {
     let gen_cfg = args.generation.config()?;
-    let adapter = (!args.no_adapter).then_some(args.adapter.as_path());
-    if let Some(dir) = adapter
-        && !dir.join("adapter_config.json").is_file()
-    {
-        bail!(
-            "--adapter {}: no adapter_config.json there; train one with train-qwen-lora, or pass --no-adapter",
-            dir.display()
-        );
-    }
+    let adapter = args.adapter.dir()?;
     let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
     let prompts: Vec<String> = eval.iter().map(|s| kb_dataset::prompt(s.question().unwrap_or_default())).collect();
     let bar = cli_support::progress_bar(prompts.len() as u64, "answering");

@@ -130,6 +130,35 @@ impl ModelArgs {
     }
 }
 
+/// `--adapter DIR | --no-adapter`, shared by the binaries that evaluate an adapter.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct AdapterArgs {
+    /// LoRA adapter directory (PEFT format), merged into the base weights for generation.
+    #[arg(long, value_name = "DIR", default_value = "qwen_lora_output/final_model", conflicts_with = "no_adapter")]
+    pub adapter: PathBuf,
+
+    /// Use the base model alone, to see what the adapter adds.
+    #[arg(long)]
+    pub no_adapter: bool,
+}
+
+impl AdapterArgs {
+    /// The adapter directory to load (`None` with `--no-adapter`), checked to hold an adapter.
+    pub fn dir(&self) -> Result<Option<&std::path::Path>> {
+        if self.no_adapter {
+            return Ok(None);
+        }
+        if !self.adapter.join("adapter_config.json").is_file() {
+            return Err(Error::msg(format!(
+                "--adapter {}: no adapter_config.json there; train one with train-qwen-lora, or pass --no-adapter \
+                 to use the base model",
+                self.adapter.display()
+            )));
+        }
+        Ok(Some(&self.adapter))
+    }
+}
+
 /// Decoding flags, shared by every binary that generates.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct GenerationArgs {

@@ -15,7 +15,7 @@ use clap::Parser;
 use kb_dataset::{Kb, Templates, read_jsonl};
 use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, write_report};
 use postprocess::{PostProcessor, Rules};
-use qwen_lora::cli::{GenerationArgs, ModelArgs};
+use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
 use qwen_lora::inference::load_model_with;
 
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
@@ -26,13 +26,8 @@ struct Args {
     #[command(flatten)]
     model: ModelArgs,
 
-    /// LoRA adapter directory (PEFT format), merged into the base weights for generation.
-    #[arg(long, value_name = "DIR", default_value = "qwen_lora_output/final_model", conflicts_with = "no_adapter")]
-    adapter: PathBuf,
-
-    /// Evaluate the base model alone, to see what the adapter adds.
-    #[arg(long)]
-    no_adapter: bool,
+    #[command(flatten)]
+    adapter: AdapterArgs,
 
     /// Eval set: ChatML JSONL lines with the expected answers.
     #[arg(long, value_name = "FILE", default_value = "data/eval_qwen_v1.jsonl")]
@@ -101,16 +96,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let doc_labels = topic_labels(&args, &kb);
     let gen_cfg = args.generation.config()?;
-    let adapter = (!args.no_adapter).then_some(args.adapter.as_path());
-    if let Some(dir) = adapter
-        && !dir.join("adapter_config.json").is_file()
-    {
-        bail!(
-            "--adapter {}: no adapter_config.json there; train one with train-qwen-lora, or pass --no-adapter \
-             to evaluate the base model",
-            dir.display()
-        );
-    }
+    let adapter = args.adapter.dir()?;
 
     let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
     let bar = cli_support::progress_bar(samples.len() as u64, "answering");
@@ -164,6 +150,6 @@ mod tests {
     fn adapter_and_no_adapter_conflict() {
         assert!(Args::try_parse_from(["x", "--no-adapter", "--adapter", "a"]).is_err());
         let a = Args::try_parse_from(["x", "--no-adapter"]).unwrap();
-        assert!(a.no_adapter);
+        assert!(a.adapter.no_adapter);
     }
 }
