@@ -38,6 +38,9 @@ pub enum Error {
     )]
     EmptyPattern { path: PathBuf, line: usize, rule: usize, topic: String },
 
+    #[error("{path}:{line}: `uncovered_refusal` must be a refusal: start it with `{prefix}`")]
+    NotARefusal { path: PathBuf, line: usize, prefix: &'static str },
+
     #[error("{path}:{line}: rule {rule}: `topic` is empty; name the topic (e.g. `vpn`)")]
     EmptyTopic { path: PathBuf, line: usize, rule: usize },
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kb_dataset::{Kb, answer_for, is_refusal};
+use kb_dataset::{ANSWER_PREFIX, Kb, answer_for, is_refusal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -98,9 +98,14 @@ impl PostProcessor {
     ///    first applicable rule's KB text replaces it, `RULE_OVERRIDE`.
     /// 2. Else a refusal is kept, `MODEL_GENERATED`: without a rule there is no evidence the KB
     ///    answers the question, and refusing an unanswerable question is correct.
-    /// 3. Else if the answer is close to some KB answer (best ratio ≥ threshold; first entry on
+    /// 3. Else, when the rules file sets `uncovered_refusal` (its rules cover every topic the KB
+    ///    answers, so this question is not one of them), an answer that states a policy — it
+    ///    starts with `依據公司規範` or is close to a KB answer — is replaced by that refusal,
+    ///    `RULE_OVERRIDE`: quoting an unrelated policy is the worst answer to an unanswerable
+    ///    question.
+    /// 4. Else if the answer is close to some KB answer (best ratio ≥ threshold; first entry on
     ///    ties) it becomes that exact text, `KB_MATCH`.
-    /// 4. Else the answer is kept, `MODEL_GENERATED`, naming the nearest KB entry and its score.
+    /// 5. Else the answer is kept, `MODEL_GENERATED`, naming the nearest KB entry and its score.
     pub fn apply(&self, question: &str, model_answer: &str) -> Decision {
         let answer = model_answer.trim();
         let scores: Vec<f64> = self.kb_answers.iter().map(|kb_answer| seqmatch::ratio(answer, kb_answer)).collect();
@@ -118,7 +123,26 @@ impl PostProcessor {
                 doc_id: None,
             };
         }
-        match self.best(&scores) {
+        let best = self.best(&scores);
+        if let Some(refusal) = self.rules.uncovered_refusal() {
+            let cites = best.filter(|&(_, score)| score >= self.threshold);
+            if cites.is_some() || answer.starts_with(ANSWER_PREFIX.trim_end_matches(':')) {
+                let what = match cites {
+                    Some((index, score)) => format!("cites {} at {score:.2}", self.label(index)),
+                    None => "states a policy that is not in the KB".to_string(),
+                };
+                return Decision {
+                    answer: refusal.to_string(),
+                    source: Source::RuleOverride,
+                    source_detail: format!(
+                        "no rule covers this question{skipped}, so the KB does not answer it, but the answer \
+                         {what}: replaced by the file's uncovered_refusal"
+                    ),
+                    doc_id: None,
+                };
+            }
+        }
+        match best {
             Some((index, score)) if score >= self.threshold => Decision {
                 answer: self.kb_answers[index].clone(),
                 source: Source::KbMatch,
@@ -257,10 +281,15 @@ mod tests {
     const TRIP: &str = "出差費用應於返回後十四日內檢附單據,經主管核准後報支。";
 
     fn processor(threshold: f64) -> PostProcessor {
+        processor_with(threshold, "")
+    }
+
+    /// With `header` (top-level keys such as `uncovered_refusal`) before the rules.
+    fn processor_with(threshold: f64, header: &str) -> PostProcessor {
         let kb = Kb::from_entries("kb.jsonl", [VPN, LEAVE, TRIP].iter().map(|t| KbEntry::from_text(t)).collect());
         let id = |i: usize| kb.entries()[i].doc_id.clone();
         let src = format!(
-            "[[rule]]\ntopic = \"vpn\"\ndoc_id = \"{}\"\npatterns = ['vpn.*(連線|連不上|登入|怎麼)']\n\
+            "{header}\n[[rule]]\ntopic = \"vpn\"\ndoc_id = \"{}\"\npatterns = ['vpn.*(連線|連不上|登入|怎麼)']\n\
              exclude = ['國外|海外|出國']\n\
              [[rule]]\ntopic = \"leave\"\ndoc_id = \"{}\"\npatterns = ['特休', '年假']\n",
             id(0),
@@ -365,6 +394,35 @@ mod tests {
         assert_eq!(d.source, Source::RuleOverride);
         assert_eq!(d.answer, full(VPN));
         assert!(d.source_detail.contains("leave also match"), "{}", d.source_detail);
+    }
+
+    const UNCOVERED: &str = "抱歉,規範中沒有這個問題的說明,請洽相關部門。";
+
+    #[test]
+    fn uncovered_refusal_replaces_a_policy_answer_to_a_question_no_rule_covers() {
+        let pp = processor_with(0.8, &format!("uncovered_refusal = \"{UNCOVERED}\""));
+        // The model quotes an unrelated KB entry, word for word.
+        let d = pp.apply("公司尾牙在哪裡辦", &full(TRIP));
+        assert_eq!((d.source, d.answer.as_str(), d.doc_id), (Source::RuleOverride, UNCOVERED, None));
+        assert!(d.source_detail.contains(&format!("cites {}", pp.kb().entries()[2].doc_id)), "{}", d.source_detail);
+        // A made-up policy that matches no entry.
+        let d = pp.apply("育嬰假怎麼請", &full("育嬰假須於三十日前申請。"));
+        assert_eq!((d.source, d.answer.as_str()), (Source::RuleOverride, UNCOVERED));
+        assert!(d.source_detail.contains("not in the KB"), "{}", d.source_detail);
+        // Refusals and answers that claim no policy are kept; covered questions still get rules.
+        assert_eq!(pp.apply("公司尾牙在哪裡辦", "抱歉,我不知道。").source, Source::ModelGenerated);
+        assert_eq!(pp.apply("公司尾牙在哪裡辦", "在台北。").source, Source::ModelGenerated);
+        assert_eq!(pp.apply("VPN 連不上怎麼辦", &full(TRIP)).answer, full(VPN));
+        // Without the key the old behaviour holds: the quoted entry is snapped to, KB_MATCH.
+        assert_eq!(processor(0.8).apply("公司尾牙在哪裡辦", &full(TRIP)).source, Source::KbMatch);
+    }
+
+    #[test]
+    fn uncovered_refusal_must_be_a_refusal() {
+        let kb = Kb::from_entries("kb.jsonl", vec![KbEntry::from_text(VPN)]);
+        let e = Rules::parse("rules.toml", "\nuncovered_refusal = \"請洽人資部。\"\n", &kb).unwrap_err();
+        assert!(matches!(e, Error::NotARefusal { line: 2, .. }), "{e:?}");
+        assert!(e.to_string().contains("rules.toml:2"), "{e}");
     }
 
     #[test]

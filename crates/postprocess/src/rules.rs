@@ -59,11 +59,14 @@ fn first_match<'r>(regexes: &'r [Regex], text: &str) -> Option<&'r str> {
 pub struct Rules {
     path: PathBuf,
     rules: Vec<Rule>,
+    uncovered_refusal: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// The refusal that replaces a policy answer to a question no rule covers (optional).
+    uncovered_refusal: Option<Spanned<String>>,
     #[serde(default)]
     rule: Vec<RawRule>,
 }
@@ -97,6 +100,16 @@ impl Rules {
         let line_of = |s: &Spanned<String>| {
             let start = s.span().start.min(source.len());
             source.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count() + 1
+        };
+        let uncovered_refusal = match raw.uncovered_refusal {
+            Some(r) if !kb_dataset::is_refusal(r.get_ref()) => {
+                return Err(Error::NotARefusal {
+                    path: path.to_path_buf(),
+                    line: line_of(&r),
+                    prefix: kb_dataset::REFUSAL_PREFIX,
+                });
+            }
+            r => r.map(|r| r.get_ref().trim().to_string()),
         };
         let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
         let mut topics: HashMap<String, usize> = HashMap::new();
@@ -151,7 +164,13 @@ impl Rules {
             let exclude = compile(&r.exclude)?;
             rules.push(Rule { topic, doc_id, line, patterns, exclude });
         }
-        Ok(Rules { path: path.to_path_buf(), rules })
+        Ok(Rules { path: path.to_path_buf(), rules, uncovered_refusal })
+    }
+
+    /// The file's `uncovered_refusal`: when set, the rules claim to cover every topic the KB
+    /// answers, so a policy answer to a question no rule covers is replaced by this refusal.
+    pub fn uncovered_refusal(&self) -> Option<&str> {
+        self.uncovered_refusal.as_deref()
     }
 
     /// The file the rules were read from.

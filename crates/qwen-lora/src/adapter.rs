@@ -4,17 +4,23 @@
 //! A directory with `adapter_config.json` and `adapter_model.safetensors`, whose keys read
 //! `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight` (r, in) and `…lora_B.weight`
 //! (out, r), f32.
+//!
+//! - [`save_adapter`] / [`load_adapter`]: a model's adapter to disk and back (atomic writes).
+//! - [`read_adapter`] → [`AdapterWeights`]: the pairs without a model (for export tools), with
+//!   [`AdapterWeights::check_base`] against a base config. Every mismatch (layer count, shapes,
+//!   module names, rank, missing files, DoRA or per-module ranks) is an error naming the file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::load::expected_tensors;
 use crate::lora::{LoraConfig, MODULES};
 use crate::model::{Qwen2, module_path};
-use crate::{Error, Result};
+use crate::{Config, Error, Result};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -42,6 +48,15 @@ pub struct AdapterConfig {
     pub fan_in_fan_out: bool,
     #[serde(default)]
     pub inference_mode: bool,
+    /// DoRA (weight-decomposed LoRA) needs magnitude vectors this tool does not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_dora: bool,
+    /// Per-module ranks overriding `r` (PEFT writes `{}` when unused); not supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_pattern: Option<BTreeMap<String, serde_json::Value>>,
+    /// Per-module alphas overriding `lora_alpha`; not supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_pattern: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 fn none() -> String {
@@ -71,6 +86,9 @@ impl AdapterConfig {
             revision: None,
             fan_in_fan_out: false,
             inference_mode: true,
+            use_dora: false,
+            rank_pattern: None,
+            alpha_pattern: None,
         }
     }
 
@@ -85,6 +103,18 @@ impl AdapterConfig {
         }
         if self.fan_in_fan_out {
             return Err(bad("fan_in_fan_out is true; Qwen2 projections are not Conv1D, expected false".into()));
+        }
+        if self.use_dora {
+            return Err(bad("use_dora is true: DoRA adapters are not supported, only plain LoRA".into()));
+        }
+        for (field, pattern) in [("rank_pattern", &self.rank_pattern), ("alpha_pattern", &self.alpha_pattern)] {
+            if let Some(p) = pattern.as_ref().filter(|p| !p.is_empty()) {
+                let keys: Vec<&str> = p.keys().map(String::as_str).collect();
+                return Err(bad(format!(
+                    "{field} sets per-module values ({}); only one r and lora_alpha for all modules are supported",
+                    keys.join(", ")
+                )));
+            }
         }
         let target_modules = match &self.target_modules {
             TargetModules::List(l) => l.clone(),
@@ -117,15 +147,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn save_adapter(model: &Qwen2, dir: &Path, base_model: &str) -> Result<()> {
     let lora = model.lora_config().ok_or_else(|| Error::msg("the model has no adapter to save"))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tensors: HashMap<String, Tensor> = model
+    let tensors: Vec<(String, Tensor)> = model
         .lora_vars()
         .into_iter()
         .map(|(k, v)| Ok((k, v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
         .collect::<Result<_>>()?;
     let weights = dir.join(WEIGHTS_FILE);
-    let mut meta = HashMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.clone(), SafeView(t))), Some(meta))
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
         .map_err(|e| Error::file(&weights, e.to_string()))?;
     write_atomic(&weights, &bytes)?;
     let cfg = AdapterConfig::new(lora, base_model);
@@ -133,56 +162,147 @@ pub fn save_adapter(model: &Qwen2, dir: &Path, base_model: &str) -> Result<()> {
     write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
 }
 
+/// An adapter read from its directory and checked on its own, not yet matched to a base model.
+pub struct AdapterWeights {
+    pub config: AdapterConfig,
+    pub lora: LoraConfig,
+    /// (layer, module) → (A (r, in), B (out, r)), as stored (usually f32), on the CPU.
+    pub pairs: BTreeMap<(usize, String), (Tensor, Tensor)>,
+    /// The weights file, for error messages.
+    pub weights_path: PathBuf,
+}
+
+impl AdapterWeights {
+    /// Checks that every adapter pair fits a base model with this config: the layer exists and
+    /// A is (r, in), B is (out, r) for that projection's (out, in).
+    pub fn check_base(&self, cfg: &Config) -> Result<()> {
+        let shapes: HashMap<String, Vec<usize>> = expected_tensors(cfg).into_iter().collect();
+        for ((layer, module), (a, b)) in &self.pairs {
+            if *layer >= cfg.num_hidden_layers {
+                return Err(Error::file(
+                    &self.weights_path,
+                    format!(
+                        "{} is for layer {layer}, but the base model has {} layers (0..={}): the adapter was trained for another model",
+                        module_path(*layer, module),
+                        cfg.num_hidden_layers,
+                        cfg.num_hidden_layers.saturating_sub(1)
+                    ),
+                ));
+            }
+            let name = format!("{}.weight", module_path(*layer, module));
+            let (out, inp) = match shapes.get(&name).map(Vec::as_slice) {
+                Some(&[o, i]) => (o, i),
+                _ => return Err(Error::msg(format!("internal: no expected shape for {name}"))),
+            };
+            let r = self.lora.r;
+            if a.dims() != [r, inp] || b.dims() != [out, r] {
+                return Err(Error::file(
+                    &self.weights_path,
+                    format!(
+                        "{}: lora_A {:?} / lora_B {:?} do not fit the base weight ({out}, {inp}) with r = {r}; expected lora_A [{r}, {inp}] and lora_B [{out}, {r}]: the adapter was trained for another model",
+                        module_path(*layer, module),
+                        a.dims(),
+                        b.dims()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads an adapter directory (ours or Python PEFT's) without a model: the config, and every
+/// LoRA pair grouped by (layer, module), with names, ranks and pairing checked.
+pub fn read_adapter(dir: &Path) -> Result<AdapterWeights> {
+    if !dir.is_dir() {
+        return Err(Error::file(
+            dir,
+            format!("adapter directory not found (it should hold {CONFIG_FILE} and {WEIGHTS_FILE})"),
+        ));
+    }
+    let cfg_path = dir.join(CONFIG_FILE);
+    if !cfg_path.is_file() {
+        return Err(Error::file(
+            &cfg_path,
+            format!(
+                "missing: an adapter directory holds {CONFIG_FILE} and {WEIGHTS_FILE}, as PEFT's save_pretrained writes them"
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let config: AdapterConfig =
+        serde_json::from_str(&text).map_err(|e| Error::file(&cfg_path, format!("not a PEFT adapter config: {e}")))?;
+    let lora = config.lora_config(&cfg_path)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        let hint = if dir.join("adapter_model.bin").is_file() {
+            "; only adapter_model.bin (pickle) is there: re-save the adapter with safe_serialization=True"
+        } else {
+            ""
+        };
+        return Err(Error::file(&weights, format!("missing: the adapter's weights file is not there{hint}")));
+    }
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+        .map_err(|e| Error::file(&weights, format!("not a readable safetensors file: {e}")))?;
+    let pairs = group_by_module(&tensors, &lora, &weights)?;
+    Ok(AdapterWeights { config, lora, pairs, weights_path: weights })
+}
+
 /// Reads an adapter directory (ours or Python PEFT's) and installs it on `model`, replacing any
 /// adapter it had. Rejects adapters that do not fit the base.
 pub fn load_adapter(model: &mut Qwen2, dir: &Path) -> Result<AdapterConfig> {
-    let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let cfg: AdapterConfig =
-        serde_json::from_str(&text).map_err(|e| Error::file(&cfg_path, format!("not a PEFT adapter config: {e}")))?;
-    let lora = cfg.lora_config(&cfg_path)?;
-    let weights = dir.join(WEIGHTS_FILE);
-    let tensors =
-        candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| Error::file(&weights, e.to_string()))?;
-    let pairs = group_by_module(&tensors, model.num_layers(), &lora, &weights)?;
+    let adapter = read_adapter(dir)?;
+    adapter.check_base(model.config())?;
+    let AdapterWeights { config, lora, pairs, weights_path } = adapter;
     model
         .set_adapters(&lora, |l, m| pairs.get(&(l, m.to_string())).cloned())
-        .map_err(|e| Error::file(&weights, e.to_string()))?;
-    Ok(cfg)
+        .map_err(|e| Error::file(&weights_path, e.to_string()))?;
+    Ok(config)
 }
 
 /// Maps PEFT keys to (layer, module) → (A, B), accepting keys with or without the adapter name
 /// (`lora_A.weight` and `lora_A.default.weight`).
 fn group_by_module(
     tensors: &HashMap<String, Tensor>,
-    n_layers: usize,
     lora: &LoraConfig,
     path: &Path,
 ) -> Result<BTreeMap<(usize, String), (Tensor, Tensor)>> {
     let mut a = BTreeMap::new();
     let mut b = BTreeMap::new();
-    for (key, t) in tensors {
-        let parsed = parse_key(key).ok_or_else(|| {
-            Error::file(path, format!("unexpected tensor '{key}': not a LoRA weight of a Qwen2 projection"))
-        })?;
-        let (layer, module, is_a) = parsed;
-        if layer >= n_layers {
-            return Err(Error::file(
+    let mut keys: Vec<&String> = tensors.keys().collect();
+    keys.sort();
+    for key in keys {
+        let t = &tensors[key];
+        let (layer, module, is_a) = parse_key(key).ok_or_else(|| {
+            Error::file(
                 path,
-                format!("tensor '{key}' is for layer {layer}, but the base model has {n_layers} layers"),
-            ));
-        }
+                format!(
+                    "unexpected tensor '{key}': expected LoRA weights named like \
+                     base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight (modules: {})",
+                    MODULES.join(", ")
+                ),
+            )
+        })?;
         if !lora.target_modules.iter().any(|m| m == &module) {
             return Err(Error::file(
                 path,
-                format!("tensor '{key}' targets {module}, which adapter_config.json does not list"),
+                format!(
+                    "tensor '{key}' targets {module}, which target_modules in {CONFIG_FILE} does not list ({})",
+                    lora.target_modules.join(", ")
+                ),
             ));
         }
-        let rank = if is_a { t.dim(0)? } else { t.dim(1)? };
+        let &[d0, d1] = t.dims() else {
+            return Err(Error::file(path, format!("tensor '{key}' has shape {:?}; LoRA weights are 2-D", t.dims())));
+        };
+        let rank = if is_a { d0 } else { d1 };
         if rank != lora.r {
             return Err(Error::file(
                 path,
-                format!("tensor '{key}' has rank {rank}, adapter_config.json says r = {}", lora.r),
+                format!(
+                    "tensor '{key}' has shape [{d0}, {d1}], i.e. rank {rank}, but {CONFIG_FILE} says r = {}",
+                    lora.r
+                ),
             ));
         }
         let map = if is_a { &mut a } else { &mut b };
@@ -221,23 +341,4 @@ fn parse_key(key: &str) -> Option<(usize, String, bool)> {
         _ => return None,
     };
     Some((layer, module.to_string(), is_a))
-}
-
-/// A candle tensor seen as a safetensors view (f32 only; adapters are saved in f32).
-struct SafeView<'a>(&'a Tensor);
-
-impl safetensors::View for SafeView<'_> {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        self.0.dims()
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        let v: Vec<f32> = self.0.flatten_all().and_then(|t| t.to_vec1()).unwrap_or_default();
-        std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
-    }
-    fn data_len(&self) -> usize {
-        self.0.elem_count() * 4
-    }
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! test-qwen-lora --gguf models/qwen2.5-coder-0.5b-instruct.gguf --adapter qwen_lora_output/final_model
 //! test-qwen-lora --gguf models/qwen2.5-coder-0.5b-instruct.gguf --no-adapter --report test_outputs/base.json
+//! test-qwen-lora --answers-from test_outputs/base.json --report test_outputs/base-rescored.json
 //! ```
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Parser;
 use kb_dataset::{Kb, Templates, read_jsonl};
-use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, write_report};
+use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, read_report, write_report};
 use postprocess::{PostProcessor, Rules};
 use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
 use qwen_lora::inference::load_model_with;
@@ -69,6 +70,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 5)]
     worst: usize,
 
+    /// Do not run the model: take each question's raw answer from this earlier report and only
+    /// post-process and score again (seconds, for editing --rules or --kb-match-threshold). Its
+    /// generation time is carried over.
+    #[arg(long, value_name = "REPORT", conflicts_with_all = ["adapter", "no_adapter"])]
+    answers_from: Option<PathBuf>,
+
     #[command(flatten)]
     generation: GenerationArgs,
 }
@@ -95,6 +102,23 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(PostProcessor::new(kb.clone(), rules, args.kb_match_threshold).context("--kb-match-threshold")?)
     };
     let doc_labels = topic_labels(&args, &kb);
+    if let Some(from) = &args.answers_from {
+        let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
+        let raw: HashMap<&str, &str> = earlier.details.iter().map(|d| (d.question.as_str(), d.raw.as_str())).collect();
+        let options = EvalOptions { batch_size: samples.len() };
+        let mut report = evaluate(&samples, post.as_ref(), options, |questions| {
+            questions
+                .iter()
+                .map(|q| {
+                    raw.get(q.as_str()).map(|a| a.to_string()).with_context(|| {
+                        format!("{} has no answer to `{q}` (from {})", from.display(), args.eval.display())
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        report.summary.generation_seconds = earlier.summary.generation_seconds;
+        return finish(&args, &report, doc_labels);
+    }
     let gen_cfg = args.generation.config()?;
     let adapter = args.adapter.dir()?;
 
@@ -115,9 +139,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         "generated every answer"
     );
 
+    finish(&args, &report, doc_labels)
+}
+
+/// Prints the report and writes its JSON.
+fn finish(args: &Args, report: &lora_eval::Report, doc_labels: HashMap<String, String>) -> anyhow::Result<()> {
     let print = PrintOptions { examples: args.examples, worst: args.worst, doc_labels };
-    print_report(&mut std::io::stdout().lock(), &report, &print)?;
-    write_report(&args.report, &report).with_context(|| format!("writing --report {}", args.report.display()))?;
+    print_report(&mut std::io::stdout().lock(), report, &print)?;
+    write_report(&args.report, report).with_context(|| format!("writing --report {}", args.report.display()))?;
     println!("report written to {}", args.report.display());
     Ok(())
 }

@@ -117,6 +117,42 @@ fn no_postprocess_keeps_the_raw_answers() {
 }
 
 #[test]
+fn answers_from_an_earlier_report_rescores_without_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    qwen_lora::fixture::write_tiny_model(&model, 7).unwrap();
+    let first = dir.path().join("first.json");
+    cmd(&model)
+        .args(["--no-adapter", "--no-postprocess", "--limit", "3", "--report", first.to_str().unwrap()])
+        .assert()
+        .success();
+    // No model at this path: the answers must come from the report alone.
+    let gone = dir.path().join("no-model");
+    let second = dir.path().join("second.json");
+    cmd(&gone)
+        .args(["--answers-from", first.to_str().unwrap(), "--limit", "3", "--report", second.to_str().unwrap()])
+        .assert()
+        .success();
+    let (first, second) = (read(&first), read(&second));
+    let raws = |r: &Value| r["details"].as_array().unwrap().iter().map(|d| d["raw"].clone()).collect::<Vec<_>>();
+    assert_eq!(raws(&first), raws(&second));
+    assert_eq!(first["summary"]["generation_seconds"], second["summary"]["generation_seconds"]);
+    // Post-processing ran this time: every final answer is explained by a rule or the KB.
+    for d in second["details"].as_array().unwrap() {
+        assert!(!d["source_detail"].as_str().unwrap().contains("disabled"), "{d}");
+    }
+    // A question the earlier report never answered is named.
+    let third = dir.path().join("third.json");
+    cmd(&gone)
+        .args(["--answers-from", dir.path().join("first.json").to_str().unwrap(), "--limit", "4"])
+        .args(["--report", third.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("first.json has no answer to"));
+    assert!(!third.exists());
+}
+
+#[test]
 fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let missing_model = dir.path().join("no-model");

@@ -1,0 +1,82 @@
+//! Greedy decode speed, one prompt and a batch of prompts, with the end-of-sequence token ignored
+//! so every row generates exactly `decode_tokens` tokens (counted, not assumed).
+//!
+//! tokens/s counts generated tokens over the whole call, prompt prefill included; "decode only"
+//! subtracts a run with one new token (the prefill) from both tokens and time.
+
+use qwen_lora::generate::{GenerationConfig, generate};
+use qwen_lora::inference::load_model;
+use serde::{Deserialize, Serialize};
+
+use super::{Settings, eval_prompts};
+use crate::sys::{median, timed};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeRun {
+    /// Prompts decoded together.
+    pub batch: usize,
+    /// Tokens generated in one timed call, all rows together.
+    pub tokens: usize,
+    /// Median seconds of the call.
+    pub seconds: f64,
+    /// Median seconds of the same call with one new token: prefill and the first token.
+    pub prefill_seconds: f64,
+    /// Generated tokens per second, all rows together, prefill included.
+    pub tokens_per_s: f64,
+    /// The same without the prefill.
+    pub decode_tokens_per_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeResult {
+    pub max_new_tokens: usize,
+    /// Mean prompt length in tokens.
+    pub prompt_tokens: f64,
+    pub runs: Vec<DecodeRun>,
+}
+
+pub fn run(s: &Settings) -> anyhow::Result<DecodeResult> {
+    let loaded = load_model(&s.model, None)?;
+    let texts = eval_prompts(s)?;
+    let n = s.decode_batch.max(1);
+    // Distinct prompts; a small eval set is cycled.
+    let ids = texts.iter().cycle().take(n).map(|t| loaded.encode(t)).collect::<qwen_lora::Result<Vec<_>>>()?;
+    let prompt_tokens = ids.iter().map(Vec::len).sum::<usize>() as f64 / n as f64;
+    let mut runs = Vec::new();
+    let mut batches = vec![1, n];
+    batches.dedup();
+    for b in batches {
+        let prompts = &ids[..b];
+        let call = |max_new_tokens: usize| {
+            let cfg =
+                GenerationConfig { max_new_tokens, batch_size: b, temperature: 0.0, ..GenerationConfig::default() };
+            // No stop tokens: rows run to max_new_tokens.
+            timed(|| Ok(generate(&loaded.model, prompts, &[], &cfg, |_| {})?))
+        };
+        call(4)?; // warm-up
+        let (mut full, mut prefill, mut tokens) = (Vec::new(), Vec::new(), 0);
+        for r in 0..s.repeats.max(1) {
+            let (out, secs) = call(s.decode_tokens)?;
+            tokens = out.iter().map(Vec::len).sum();
+            let (_, pre) = call(1)?;
+            tracing::info!(
+                "decode batch {b} {}/{}: {tokens} tokens in {secs:.2} s ({:.1} tokens/s), prefill {pre:.2} s",
+                r + 1,
+                s.repeats.max(1),
+                tokens as f64 / secs
+            );
+            full.push(secs);
+            prefill.push(pre);
+        }
+        let (secs, pre) = (median(&full), median(&prefill));
+        runs.push(DecodeRun {
+            batch: b,
+            tokens,
+            seconds: secs,
+            prefill_seconds: pre,
+            tokens_per_s: tokens as f64 / secs,
+            decode_tokens_per_s: tokens.saturating_sub(b) as f64 / (secs - pre).max(1e-9),
+        });
+    }
+    Ok(DecodeResult { max_new_tokens: s.decode_tokens, prompt_tokens, runs })
+}

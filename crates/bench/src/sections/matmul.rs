@@ -1,0 +1,95 @@
+//! f32 matmul throughput on the projection shapes of one decoder layer: the practical ceiling for
+//! training, whose work is almost all such matmuls.
+//!
+//! For each weight W stored [out, in] as in the checkpoint, with `t` tokens:
+//! forward `y = x·Wᵀ` ((t, in) · (in, out)) and input gradient `dX = dY·W` ((t, out) · (out, in)),
+//! 2·t·in·out FLOPs each. The ceiling is the layer mix of both (each shape weighted by how often
+//! it occurs in a layer), the same FLOPs that a LoRA training step spends.
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::Settings;
+use crate::sys::{median, timed};
+
+/// One weight shape's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapeResult {
+    pub name: String,
+    pub out: usize,
+    pub inp: usize,
+    /// How many such weights one decoder layer holds.
+    pub per_layer: usize,
+    /// Forward x·Wᵀ.
+    pub fwd_gflops: f64,
+    /// Input gradient dY·W.
+    pub dx_gflops: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatmulResult {
+    pub tokens: usize,
+    pub shapes: Vec<ShapeResult>,
+    /// Layer mix of the forward matmuls.
+    pub fwd_gflops: f64,
+    /// Layer mix of forward and input-gradient matmuls together: the ceiling.
+    pub ceiling_gflops: f64,
+}
+
+pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
+    let dev = s.model.device()?;
+    let t = s.matmul_tokens;
+    let [h, kv, ffn] = s.matmul_dims;
+    let shapes = [("q/o", h, h, 2), ("k/v", kv, h, 2), ("gate/up", ffn, h, 2), ("down", h, ffn, 1)];
+    let mut out = Vec::new();
+    let (mut flops, mut fwd_secs, mut dx_secs) = (0.0, 0.0, 0.0);
+    for (name, o, i, per_layer) in shapes {
+        let x = Tensor::randn(0f32, 1.0, (t, i), &dev)?; // (t, in)
+        let w = (Tensor::randn(0f32, 1.0, (o, i), &dev)? * 0.02)?; // (out, in)
+        let dy = Tensor::randn(0f32, 1.0, (t, o), &dev)?; // (t, out)
+        let f = 2.0 * (t * i * o) as f64;
+        let fwd = seconds_per_call(&dev, s.repeats, || Ok(x.matmul(&w.t()?)?))?; // (t, out)
+        let dx = seconds_per_call(&dev, s.repeats, || Ok(dy.matmul(&w)?))?; // (t, in)
+        tracing::info!(
+            "matmul {name} [{t}x{i}]·[{o}x{i}]ᵀ: {:.1} GFLOP/s forward, {:.1} GFLOP/s input gradient",
+            f / fwd / 1e9,
+            f / dx / 1e9
+        );
+        flops += f * per_layer as f64;
+        fwd_secs += fwd * per_layer as f64;
+        dx_secs += dx * per_layer as f64;
+        out.push(ShapeResult {
+            name: name.into(),
+            out: o,
+            inp: i,
+            per_layer,
+            fwd_gflops: f / fwd / 1e9,
+            dx_gflops: f / dx / 1e9,
+        });
+    }
+    Ok(MatmulResult {
+        tokens: t,
+        shapes: out,
+        fwd_gflops: flops / fwd_secs / 1e9,
+        ceiling_gflops: 2.0 * flops / (fwd_secs + dx_secs) / 1e9,
+    })
+}
+
+/// Median seconds of one call of `f`: one warm-up call also sizes each sample to at least ~50 ms
+/// (several calls), then `repeats` samples.
+fn seconds_per_call(dev: &Device, repeats: usize, f: impl Fn() -> anyhow::Result<Tensor>) -> anyhow::Result<f64> {
+    let run = |n: usize| {
+        timed(|| {
+            for _ in 0..n {
+                f()?;
+            }
+            dev.synchronize()?;
+            Ok(())
+        })
+    };
+    let ((), first) = run(1)?;
+    let calls = ((0.05 / first.max(1e-6)).ceil() as usize).clamp(1, 10_000);
+    let samples =
+        (0..repeats.max(1)).map(|_| run(calls).map(|((), t)| t / calls as f64)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(median(&samples))
+}
