@@ -45,18 +45,18 @@ pub fn matmul_xw(x: &[f32], w: Weights, m: usize, n: usize, k: usize) -> Vec<f32
     match w {
         Weights::F32(w) => {
             yt.par_chunks_mut(m * ROWS_PER_TASK).zip(w.par_chunks(k * ROWS_PER_TASK)).for_each(|(yt, w)| {
-                for (yt, w) in yt.chunks_mut(m).zip(w.chunks(k)) {
-                    row_dots(x, w, yt, k, fast);
-                }
+                rows_times_x(x, w, yt, m, k, fast);
             })
         }
         Weights::F16(w) => {
-            let fast = fast && has_f16c();
+            let fast16 = fast && has_f16c();
             yt.par_chunks_mut(m * ROWS_PER_TASK).zip(w.par_chunks(k * ROWS_PER_TASK)).for_each(|(yt, w)| {
-                let mut row = vec![0f32; k];
-                for (yt, w) in yt.chunks_mut(m).zip(w.chunks(k)) {
-                    widen(w, &mut row, fast);
-                    row_dots(x, &row, yt, k, fast);
+                // One register block of weight rows at a time, widened into a buffer that stays in cache.
+                let mut rows = vec![0f32; W_BLOCK * k];
+                for (yt, w) in yt.chunks_mut(m * W_BLOCK).zip(w.chunks(k * W_BLOCK)) {
+                    let rows = &mut rows[..w.len()];
+                    widen(w, rows, fast16);
+                    rows_times_x(x, rows, yt, m, k, fast);
                 }
             })
         }
@@ -68,6 +68,45 @@ pub fn matmul_xw(x: &[f32], w: Weights, m: usize, n: usize, k: usize) -> Vec<f32
         }
     }
     y
+}
+
+/// Weight rows per register block of the AVX2 kernel: each load of `x` feeds this many FMAs.
+const W_BLOCK: usize = 4;
+
+/// `yt[j·m + i] = x_i · w_j` for every row `w_j` of `w` (`yt.len() / m` rows of `k`) and row `x_i`
+/// of `x` (`m` rows of `k`). With AVX2, blocks of 4 weight rows × 2 `x` rows: eight accumulators,
+/// so `x` is read once per four weight rows instead of once per row.
+fn rows_times_x(x: &[f32], w: &[f32], yt: &mut [f32], m: usize, k: usize, fast: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        let mut wq = w.chunks_exact(W_BLOCK * k);
+        let mut yq = yt.chunks_exact_mut(W_BLOCK * m);
+        for (w4, y4) in (&mut wq).zip(&mut yq) {
+            let mut i = 0;
+            while i + 2 <= m {
+                // SAFETY: `fast` means AVX2 and FMA were detected; slices hold 2 and 4 rows of k.
+                let s = unsafe { avx::block::<2>(&x[i * k..(i + 2) * k], w4, k) };
+                for (j, s) in s.iter().enumerate() {
+                    y4[j * m + i..j * m + i + 2].copy_from_slice(s);
+                }
+                i += 2;
+            }
+            if i < m {
+                // SAFETY: as above, with 1 row of x.
+                let s = unsafe { avx::block::<1>(&x[i * k..(i + 1) * k], w4, k) };
+                for (j, s) in s.iter().enumerate() {
+                    y4[j * m + i] = s[0];
+                }
+            }
+        }
+        for (w, y) in wq.remainder().chunks(k).zip(yq.into_remainder().chunks_mut(m)) {
+            row_dots(x, w, y, k, fast);
+        }
+        return;
+    }
+    for (w, y) in w.chunks(k).zip(yt.chunks_mut(m)) {
+        row_dots(x, w, y, k, fast);
+    }
 }
 
 /// `out[i] = x[i]·w` for every row `i` of `x`.
@@ -194,6 +233,44 @@ mod avx {
                 i += 1;
             }
             s
+        }
+    }
+
+    /// The `4 × R` dot products of four consecutive `k`-long rows of `w` with `R` of `x`, as
+    /// `[w row][x row]`: per 8 columns, 4 + R loads feed 4·R FMAs into register accumulators.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn block<const R: usize>(x: &[f32], w: &[f32], k: usize) -> [[f32; R]; 4] {
+        assert!(x.len() >= R * k && w.len() >= 4 * k);
+        let (px, pw) = (x.as_ptr(), w.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); R]; 4];
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= k {
+                let wv = [
+                    _mm256_loadu_ps(pw.add(i)),
+                    _mm256_loadu_ps(pw.add(k + i)),
+                    _mm256_loadu_ps(pw.add(2 * k + i)),
+                    _mm256_loadu_ps(pw.add(3 * k + i)),
+                ];
+                for r in 0..R {
+                    let xv = _mm256_loadu_ps(px.add(r * k + i));
+                    for (acc, wv) in acc.iter_mut().zip(&wv) {
+                        acc[r] = _mm256_fmadd_ps(*wv, xv, acc[r]);
+                    }
+                }
+                i += 8;
+            }
+            let mut out = [[0f32; R]; 4];
+            for (j, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
+                for (r, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
+                    let mut s = hsum(*acc);
+                    for t in i..k {
+                        s += *px.add(r * k + t) * *pw.add(j * k + t);
+                    }
+                    *o = s;
+                }
+            }
+            out
         }
     }
 
