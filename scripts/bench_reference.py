@@ -162,7 +162,8 @@ def part_generate(a):
     import torch
 
     tok, model, load_s = load_transformers(a.gguf)
-    model = lora(model)  # unmerged, as the reference evaluates
+    if not a.no_adapter:
+        model = lora(model)  # unmerged, as the reference evaluates
     model.eval()
     prompts = [prompt_of(t) for t in read_jsonl(a.eval)][: a.gen_prompts]
     stop = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
@@ -186,6 +187,7 @@ def part_generate(a):
     return {
         "transformers_generate": {
             "prompts": len(prompts),
+            "peft_lora": not a.no_adapter,
             "max_new_tokens": a.max_new_tokens,
             "tokens": total_n,
             "seconds": total_t,
@@ -306,6 +308,8 @@ def main():
     p.add_argument("--gen-prompts", type=int, default=3, help="eval prompts for transformers generate")
     p.add_argument("--llama-prompts", type=int, default=8, help="eval prompts for llama.cpp")
     p.add_argument("--max-new-tokens", type=int, default=150, help="most new tokens per answer (as the evaluator)")
+    p.add_argument("--no-adapter", action="store_true",
+                   help="generate with the plain base model (default: with an untrained PEFT LoRA, as the reference evaluates)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="llama.cpp threads")
     a = p.parse_args()
     if not os.path.isfile(a.gguf):
