@@ -17,27 +17,11 @@ use qwen_lora::load::{BaseModel, SourceInfo};
 use qwen_lora::model::Qwen2;
 use serde_json::{Value, json};
 
-/// Everything that can go wrong merging and writing; messages name the file involved.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Model(#[from] qwen_lora::Error),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {msg}")]
-    File { path: PathBuf, msg: String },
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
+/// The crate's error type: `qwen-lora`'s, whose messages name the file involved.
+pub use qwen_lora::{Error, Result};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::io(path, source)
 }
 
 /// Tokenizer and generation files copied unchanged from an HF base, when present.
