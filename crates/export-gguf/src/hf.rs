@@ -88,25 +88,16 @@ pub fn export_from_hf(src: &ModelSource, adapter: Option<&Path>, out: &Path, dty
 
 /// `general.*` and `qwen2.*` keys.
 fn model_metadata(cfg: &Config, name: &str, dtype: GgmlDType) -> Vec<(String, Value)> {
-    let u = |v: usize| Value::U32(v as u32);
-    let mut md = vec![
-        ("general.architecture", Value::String("qwen2".into())),
-        ("general.type", Value::String("model".into())),
-        ("general.name", Value::String(name.into())),
-        ("general.file_type", Value::U32(file_type(dtype))),
-        ("qwen2.block_count", u(cfg.num_hidden_layers)),
-        ("qwen2.context_length", u(cfg.max_position_embeddings)),
-        ("qwen2.embedding_length", u(cfg.hidden_size)),
-        ("qwen2.feed_forward_length", u(cfg.intermediate_size)),
-        ("qwen2.attention.head_count", u(cfg.num_attention_heads)),
-        ("qwen2.attention.head_count_kv", u(cfg.num_key_value_heads)),
-        ("qwen2.rope.freq_base", Value::F32(cfg.rope_theta as f32)),
-        ("qwen2.attention.layer_norm_rms_epsilon", Value::F32(cfg.rms_norm_eps as f32)),
-    ];
+    let mut md = cfg.to_gguf_metadata();
+    md.extend([
+        ("general.type".to_string(), Value::String("model".into())),
+        ("general.name".to_string(), Value::String(name.into())),
+        ("general.file_type".to_string(), Value::U32(file_type(dtype))),
+    ]);
     if dtype == GgmlDType::Q8_0 {
-        md.push(("general.quantization_version", Value::U32(2)));
+        md.push(("general.quantization_version".to_string(), Value::U32(2)));
     }
-    md.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    md
 }
 
 fn read_json(path: &Path) -> Result<Json> {

@@ -99,6 +99,27 @@ fn gguf_float(ct: &gguf_file::Content, key: &str) -> Result<Option<f64>> {
 }
 
 impl Config {
+    /// The `general.architecture` and `qwen2.*` GGUF metadata that [`Config::from_gguf`] reads back
+    /// (the vocabulary size comes from `token_embd.weight`'s shape, not from metadata).
+    pub fn to_gguf_metadata(&self) -> Vec<(String, gguf_file::Value)> {
+        use gguf_file::Value as V;
+        let u = |v: usize| V::U32(v as u32);
+        [
+            ("general.architecture", V::String("qwen2".into())),
+            ("qwen2.block_count", u(self.num_hidden_layers)),
+            ("qwen2.context_length", u(self.max_position_embeddings)),
+            ("qwen2.embedding_length", u(self.hidden_size)),
+            ("qwen2.feed_forward_length", u(self.intermediate_size)),
+            ("qwen2.attention.head_count", u(self.num_attention_heads)),
+            ("qwen2.attention.head_count_kv", u(self.num_key_value_heads)),
+            ("qwen2.rope.freq_base", V::F32(self.rope_theta as f32)),
+            ("qwen2.attention.layer_norm_rms_epsilon", V::F32(self.rms_norm_eps as f32)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// The config of a GGUF checkpoint, from its `general.architecture` and `qwen2.*` metadata.
     /// `vocab_size` is the row count of `token_embd.weight`; embeddings are tied when the file
     /// has no `output.weight`.

@@ -282,18 +282,9 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<()> {
     let types: Vec<V> = (0..tokens.len()).map(|i| V::I32(if i < vocab.len() { 1 } else { 3 })).collect();
     let merges: Vec<V> = merges.iter().map(|(a, b)| V::String(format!("{a} {b}"))).collect();
     let (bos, eos) = (vocab.len() as u32, vocab.len() as u32 + 2);
-    let u = |v: usize| V::U32(v as u32);
-    let metadata: Vec<(&str, V)> = vec![
-        ("general.architecture", V::String("qwen2".into())),
+    let mut metadata = cfg.to_gguf_metadata();
+    let tokenizer: Vec<(&str, V)> = vec![
         ("general.name", V::String("tiny-qwen2".into())),
-        ("qwen2.block_count", u(cfg.num_hidden_layers)),
-        ("qwen2.context_length", u(cfg.max_position_embeddings)),
-        ("qwen2.embedding_length", u(cfg.hidden_size)),
-        ("qwen2.feed_forward_length", u(cfg.intermediate_size)),
-        ("qwen2.attention.head_count", u(cfg.num_attention_heads)),
-        ("qwen2.attention.head_count_kv", u(cfg.num_key_value_heads)),
-        ("qwen2.rope.freq_base", V::F32(cfg.rope_theta as f32)),
-        ("qwen2.attention.layer_norm_rms_epsilon", V::F32(cfg.rms_norm_eps as f32)),
         ("tokenizer.ggml.model", V::String("gpt2".into())),
         ("tokenizer.ggml.pre", V::String("qwen2".into())),
         ("tokenizer.ggml.tokens", V::Array(tokens)),
@@ -304,12 +295,13 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<()> {
         ("tokenizer.ggml.padding_token_id", V::U32(bos)),
         ("tokenizer.ggml.add_bos_token", V::Bool(false)),
     ];
+    metadata.extend(tokenizer.into_iter().map(|(k, v)| (k.to_string(), v)));
     let mut qtensors = Vec::new();
     for (name, t) in tiny_tensors(seed)? {
         let g = hf_to_gguf_name(&name).ok_or_else(|| Error::msg(format!("no GGUF name for {name}")))?;
         qtensors.push((g, QTensor::quantize(&t, GgmlDType::F32)?));
     }
-    let md: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let md: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
     let mut buf = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut buf, &md, &ts)?;
