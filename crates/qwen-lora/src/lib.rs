@@ -6,6 +6,8 @@
 //! - [`model::Qwen2`]: the decoder; every projection is a [`lora::Linear`] that may carry an adapter.
 //! - [`ops`]: fused CPU ops with explicit backward passes (frozen linear, RMSNorm, RoPE, softmax,
 //!   SwiGLU, cross-entropy), so training runs near the matmul ceiling.
+//! - [`fused`]: the training step's LoRA projections and MLP down-projection as single ops that
+//!   keep only what their backward reads.
 //! - [`lora`]: LoRA layers, PEFT-compatible adapter files, merge.
 //! - [`generate`]: KV-cached, batched generation.
 //! - [`fixture`]: a tiny random Qwen2 with a small tokenizer, for tests across the workspace.
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fixture;
+pub mod fused;
 pub mod generate;
 pub mod inference;
 pub mod load;

@@ -3,13 +3,15 @@
 //! `y = x·Wᵀ + b + scale · dropout(x)·Aᵀ·Bᵀ`, with `A (r, in)` kaiming-uniform and `B (out, r)`
 //! zero at the start, so an untrained adapter changes nothing; `scale = alpha / r`
 //! (`alpha / √r` with rsLoRA). Only `A` and `B` are [`Var`]s; the base weight stays a plain tensor
-//! and goes through [`ops::linear`], whose backward computes no weight gradient.
+//! and gets no gradient. Training runs each adapted projection as one [`fused::lora_linear`] op,
+//! which regenerates its dropout mask in the backward pass instead of keeping it; elsewhere the
+//! base goes through [`ops::linear`] and the low-rank term is added with candle primitives.
 
 use candle_core::{D, DType, Tensor, Var};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{Rng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, ops};
+use crate::{Error, Result, fused, ops};
 
 /// LoRA hyper-parameters, named as in PEFT's `adapter_config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,16 +151,28 @@ impl Linear {
 
     /// `x (…, in) → (…, out)`. `dropout_seed` is `Some` in training mode.
     pub fn forward(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+        let Some(ad) = &self.adapter else {
+            return ops::linear_with_half(x, &self.w, self.w_half.as_ref(), self.b.as_ref());
+        };
+        // Training: one op that keeps no mask and no masked copy of x for the backward pass.
+        let dropout = match dropout_seed {
+            Some(seed) if ad.dropout > 0.0 => Some((ad.dropout, seed ^ self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
+            _ => None,
+        };
+        if dropout_seed.is_some() && fused::lora_linear_applies(x, &self.w, &ad.a) {
+            let (p, seed) = dropout.unwrap_or((0.0, 0));
+            return fused::lora_linear(x, &self.w, self.b.as_ref(), &ad.a, &ad.b, ad.scale, p, seed);
+        }
         let y = ops::linear_with_half(x, &self.w, self.w_half.as_ref(), self.b.as_ref())?;
-        let Some(ad) = &self.adapter else { return Ok(y) };
         let in_dim = x.dim(D::Minus1)?;
         let m = x.elem_count() / in_dim;
         let mut h = x.reshape((m, in_dim))?.to_dtype(ad.a.dtype())?; // (m, in)
-        if let (Some(seed), true) = (dropout_seed, ad.dropout > 0.0) {
-            h = h.broadcast_mul(
-                &dropout_mask(m * in_dim, ad.dropout, seed ^ self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15), &h)?
-                    .reshape((m, in_dim))?,
-            )?;
+        if let Some(d) = dropout.and_then(|(p, seed)| fused::Dropout::new(p, seed)) {
+            let mask = match h.dtype() {
+                DType::F64 => Tensor::from_vec(d.scales::<f64>(m * in_dim), (m, in_dim), h.device())?,
+                _ => Tensor::from_vec(d.scales::<f32>(m * in_dim), (m, in_dim), h.device())?.to_dtype(h.dtype())?,
+            };
+            h = (h * mask)?;
         }
         let delta = h.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)?; // (m, r) → (m, out)
         let delta = (delta * ad.scale)?.to_dtype(y.dtype())?.reshape(y.shape())?;
@@ -183,13 +197,4 @@ impl Linear {
         }
         Ok(())
     }
-}
-
-/// Inverted-dropout mask with keep probability `1 - p`, drawn from a seeded RNG so a resumed
-/// run replays the same masks.
-fn dropout_mask(n: usize, p: f64, seed: u64, like: &Tensor) -> Result<Tensor> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let keep = 1.0 / (1.0 - p);
-    let m: Vec<f32> = (0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep as f32 }).collect();
-    Ok(Tensor::from_vec(m, n, like.device())?.to_dtype(like.dtype())?)
 }

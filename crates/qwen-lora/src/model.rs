@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::{SeedableRng, rngs::StdRng};
 
+use crate::fused;
 use crate::lora::{Linear, LoraConfig};
 use crate::ops::{self, AttnMask, RopeTable};
 use crate::{Config, Error, Result};
@@ -160,7 +161,16 @@ impl Mlp {
     fn forward(&self, x: &Tensor, seed: Option<u64>) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x, seed)?; // (b, t, i)
         let up = self.up_proj.forward(x, seed)?; // (b, t, i)
-        self.down_proj.forward(&ops::swiglu(&gate, &up)?, seed) // (b, t, h)
+        let down = &self.down_proj;
+        // Training: one op, so `silu(gate)·up` (b, t, i) is not kept for the backward pass.
+        if seed.is_some()
+            && down.adapter().is_none()
+            && down.bias().is_none()
+            && fused::swiglu_down_applies(&gate, down.weight())
+        {
+            return fused::swiglu_down(&gate, &up, down.weight()); // (b, t, h)
+        }
+        down.forward(&ops::swiglu(&gate, &up)?, seed) // (b, t, h)
     }
 }
 

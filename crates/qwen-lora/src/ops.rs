@@ -27,11 +27,11 @@ use crate::Result;
 type CResult<T> = candle_core::Result<T>;
 
 /// The element types our kernels run on.
-trait Elem: WithDType + Float + Send + Sync {}
+pub(crate) trait Elem: WithDType + Float + Send + Sync {}
 impl Elem for f32 {}
 impl Elem for f64 {}
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [T]> {
+pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [T]> {
     let (a, b) =
         l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fused op: input must be contiguous".into()))?;
     Ok(&s.as_slice::<T>()?[a..b])
@@ -48,7 +48,7 @@ macro_rules! dispatch {
     };
 }
 
-fn use_kernels(t: &Tensor) -> bool {
+pub(crate) fn use_kernels(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
@@ -266,7 +266,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 
 struct SwiGlu;
 
-fn sigmoid<T: Elem>(x: T) -> T {
+pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())
 }
 

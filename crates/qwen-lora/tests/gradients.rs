@@ -5,6 +5,8 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
+use qwen_lora::fused;
+use qwen_lora::lora::LoraConfig;
 use qwen_lora::model::{Mode, Qwen2};
 use qwen_lora::ops::{self, AttnMask, RopeTable};
 
@@ -63,6 +65,24 @@ fn swiglu_backward_for_both_inputs() {
 }
 
 #[test]
+fn lora_linear_backward_for_input_and_both_factors_under_dropout() {
+    // x (2, 3, 6), W (5, 6), bias (5), A (2, 6), B (5, 2), scale 1.5, a third of the inputs dropped.
+    let (x, w, bias, a, b) = (det(&[2, 3, 6], 11), det(&[5, 6], 12), det(&[5], 13), det(&[2, 6], 14), det(&[5, 2], 15));
+    let f =
+        |x: &Tensor, a: &Tensor, b: &Tensor| fused::lora_linear(x, &w, Some(&bias), a, b, 1.5, 1.0 / 3.0, 7).unwrap();
+    check_op("lora_linear(x)", &x, |x| f(x, &a, &b));
+    check_op("lora_linear(A)", &a, |a| f(&x, a, &b));
+    check_op("lora_linear(B)", &b, |b| f(&x, &a, b));
+}
+
+#[test]
+fn swiglu_down_backward_for_both_inputs() {
+    let (g, u, w) = (det(&[2, 3, 5], 16), det(&[2, 3, 5], 17), det(&[4, 5], 18));
+    check_op("swiglu_down(gate)", &g, |g| fused::swiglu_down(g, &u, &w).unwrap());
+    check_op("swiglu_down(up)", &u, |u| fused::swiglu_down(&g, u, &w).unwrap());
+}
+
+#[test]
 fn rope_backward() {
     let positions: Vec<u32> = vec![0, 1, 2, 3, 7, 8, 9, 10];
     let table = RopeTable::new(&positions, 8, 10_000.0);
@@ -113,11 +133,9 @@ fn masked_loss(model: &Qwen2, mode: Mode) -> Tensor {
     ops::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &Device::Cpu).unwrap()).unwrap()
 }
 
-#[test]
-fn every_lora_parameter_gradient_matches_finite_differences() {
-    let model = tiny_lora_model(21, DType::F64, &all_modules());
-    let loss = masked_loss(&model, Mode::Eval);
-    let grads = loss.backward().unwrap();
+/// Checks every LoRA parameter's gradient of `masked_loss` in `mode` against finite differences.
+fn check_lora_gradients(model: &Qwen2, mode: Mode) -> usize {
+    let grads = masked_loss(model, mode).backward().unwrap();
     let vars = model.lora_vars();
     assert!(!vars.is_empty());
     let mut checked = 0;
@@ -134,17 +152,42 @@ fn every_lora_parameter_gradient_matches_finite_differences() {
             let mut v = base.clone();
             v[i] = base[i] + EPS;
             var.set(&Tensor::from_vec(v.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
-            let lp = masked_loss(&model, Mode::Eval).to_scalar::<f64>().unwrap();
+            let lp = masked_loss(model, mode).to_scalar::<f64>().unwrap();
             v[i] = base[i] - EPS;
             var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
-            let lm = masked_loss(&model, Mode::Eval).to_scalar::<f64>().unwrap();
+            let lm = masked_loss(model, mode).to_scalar::<f64>().unwrap();
             var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
             let fd = (lp - lm) / (2.0 * EPS);
             assert!(rel_err(g[i], fd) < 1e-4, "{name}[{i}]: backward {} vs finite difference {fd}", g[i]);
             checked += 1;
         }
     }
+    checked
+}
+
+#[test]
+fn every_lora_parameter_gradient_matches_finite_differences() {
+    let model = tiny_lora_model(21, DType::F64, &all_modules());
+    let checked = check_lora_gradients(&model, Mode::Eval);
     assert!(checked > 1000, "checked {checked} parameters");
+}
+
+/// The training forward (fused LoRA projections with dropout, fused SwiGLU + down projection).
+#[test]
+fn training_mode_gradients_with_dropout_match_finite_differences() {
+    let cfg = LoraConfig {
+        lora_dropout: 0.25,
+        target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
+        ..all_modules()
+    };
+    let model = tiny_lora_model(22, DType::F64, &cfg);
+    let mode = Mode::Train { dropout_seed: 9 };
+    let checked = check_lora_gradients(&model, mode);
+    assert!(checked > 500, "checked {checked} parameters");
+    // Dropout is live: another seed draws other masks and so another loss.
+    let l9 = masked_loss(&model, mode).to_scalar::<f64>().unwrap();
+    let l10 = masked_loss(&model, Mode::Train { dropout_seed: 10 }).to_scalar::<f64>().unwrap();
+    assert!((l9 - l10).abs() > 1e-9, "losses {l9} and {l10} under different dropout seeds");
 }
 
 #[test]
