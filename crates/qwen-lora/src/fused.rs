@@ -235,6 +235,17 @@ impl LoraLinear {
         Ok(Dims { m: x_len / k, n, k, r })
     }
 
+    /// The adapter's input `x∘M` (m, k) and its rank-r projection `z = (x∘M)·Aᵀ` (m, r).
+    fn adapter_input<'x, T: Elem>(&self, x: &'x [T], a: &[T], d: Dims) -> (Cow<'x, [T]>, Vec<T>) {
+        let xm = match &self.dropout {
+            Some(dr) => Cow::Owned(dr.masked(x)),
+            None => Cow::Borrowed(x),
+        };
+        let mut z = vec![T::zero(); d.m * d.r];
+        gemm_into(&mut z, d.m, d.r, d.k, rows(&xm, d.k), transposed(a, d.k), false, T::one());
+        (xm, z)
+    }
+
     /// y = x·Wᵀ + b + s·(x∘M)·Aᵀ·Bᵀ
     fn forward<T: Elem>(&self, x: &[T], a: &[T], b: &[T], d: Dims) -> CResult<Vec<T>> {
         let Dims { m, n, k, r } = d;
@@ -249,12 +260,7 @@ impl LoraLinear {
             gemm_into(&mut y, m, n, k, rows(x, k), transposed(w, k), self.bias.is_some(), T::one());
             Ok(())
         })?;
-        let xm = match &self.dropout {
-            Some(d) => Cow::Owned(d.masked(x)),
-            None => Cow::Borrowed(x),
-        };
-        let mut z = vec![T::zero(); m * r]; // (m, r)
-        gemm_into(&mut z, m, r, k, rows(&xm, k), transposed(a, k), false, T::one());
+        let (_, z) = self.adapter_input(x, a, d);
         let s = T::from(self.scale).unwrap_or_else(T::one);
         gemm_into(&mut y, m, n, r, rows(&z, r), transposed(b, r), true, s);
         Ok(y)
@@ -276,14 +282,9 @@ impl LoraLinear {
             gemm_into(&mut dx, m, k, n, rows(dy, n), rows(w, k), true, T::one());
             Ok(())
         })?;
-        let xm = match &self.dropout {
-            Some(d) => Cow::Owned(d.masked(x)),
-            None => Cow::Borrowed(x),
-        };
+        let (xm, z) = self.adapter_input(x, a, d);
         let mut da = vec![T::zero(); r * k]; // (r, k)
         gemm_into(&mut da, r, k, m, transposed(&gz, r), rows(&xm, k), false, T::one());
-        let mut z = vec![T::zero(); m * r]; // (m, r)
-        gemm_into(&mut z, m, r, k, rows(&xm, k), transposed(a, k), false, T::one());
         let mut db = vec![T::zero(); n * r]; // (n, r)
         gemm_into(&mut db, n, r, m, transposed(dy, n), rows(&z, r), false, s);
         Ok((dx, da, db))
