@@ -27,9 +27,42 @@ use crate::Result;
 type CResult<T> = candle_core::Result<T>;
 
 /// The element types our kernels run on.
-pub(crate) trait Elem: WithDType + Float + Send + Sync {}
-impl Elem for f32 {}
-impl Elem for f64 {}
+pub(crate) trait Elem: WithDType + Float + Send + Sync {
+    /// `e^x` for the hot loops (softmax, SiLU, cross-entropy): exact `exp` for f64 (gradient
+    /// checks), [`exp_f32`] for f32.
+    fn exp_fast(self) -> Self;
+}
+impl Elem for f32 {
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        exp_f32(self)
+    }
+}
+impl Elem for f64 {
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
+}
+
+/// `e^x` in f32 without a libm call, so loops over it vectorize: `e^x = 2^n · e^r` with
+/// `n = round(x / ln 2)`, `|r| ≤ ln 2 / 2`, and Cephes' `expf` polynomial for `e^r` (≈ 1 ulp).
+/// Inputs are clamped to [-87, 88] (results 1.6e-38 … 1.7e38, never 0 or ∞); NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4; // ln 2 = LN2_HI + LN2_LO, LN2_HI exact in 9 bits
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
 
 pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [T]> {
     let (a, b) =
@@ -267,7 +300,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 struct SwiGlu;
 
 pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).exp_fast())
 }
 
 impl CustomOp2 for SwiGlu {
@@ -534,7 +567,7 @@ impl CustomOp1 for MaskedSoftmax {
                 let mut sum = T::zero();
                 for j in 0..t_k {
                     if op.mask.allowed(bi, i, op.t_q, j) {
-                        let e = (x[j] * scale - max).exp();
+                        let e = (x[j] * scale - max).exp_fast();
                         y[j] = e;
                         sum = sum + e;
                     }
@@ -610,9 +643,27 @@ struct CrossEntropy {
     targets: Arc<Vec<u32>>,
 }
 
+fn row_max<T: Elem>(row: &[T]) -> T {
+    row.iter().fold(T::neg_infinity(), |a, &b| Float::max(a, b))
+}
+
+/// Σ f(x) over the row, in eight running sums so the loop vectorizes.
+#[inline(always)]
+fn lane_sum<T: Elem>(row: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(T::zero(), |a, &v| a + f(v));
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = *a + f(v);
+        }
+    }
+    acc.iter().fold(tail, |a, &b| a + b)
+}
+
 fn log_sum_exp<T: Elem>(row: &[T]) -> T {
-    let max = row.iter().fold(T::neg_infinity(), |a, &b| Float::max(a, b));
-    max + row.iter().fold(T::zero(), |a, &v| a + (v - max).exp()).ln()
+    let max = row_max(row);
+    max + lane_sum(row, |v| (v - max).exp_fast()).ln()
 }
 
 impl CustomOp1 for CrossEntropy {
@@ -659,11 +710,14 @@ impl CustomOp1 for CrossEntropyBwd {
             let x = slice::<T>(s, l)?;
             let c = T::from(g / n as f64).unwrap_or_else(T::zero);
             let mut dx = vec![T::zero(); x.len()];
+            // dx = c · (softmax(row) − onehot(t)): one exp pass, then one scaling pass.
             dx.par_chunks_mut(v).zip(x.par_chunks(v).zip(t.par_iter())).for_each(|(dx, (row, &t))| {
-                let lse = log_sum_exp(row);
+                let max = row_max(row);
                 for (d, &x) in dx.iter_mut().zip(row) {
-                    *d = (x - lse).exp() * c;
+                    *d = (x - max).exp_fast();
                 }
+                let scale = c / lane_sum(dx, |d| d);
+                dx.iter_mut().for_each(|d| *d = *d * scale);
                 dx[t as usize] = dx[t as usize] - c;
             });
             Ok(T::to_cpu_storage_owned(dx))
@@ -681,4 +735,47 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         return Ok(x.apply_op1(CrossEntropy { targets: Arc::new(t) })?);
     }
     Ok(candle_nn::loss::cross_entropy(logits, targets)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_f32_matches_exp_within_two_ulp_and_saturates_outside_its_range() {
+        let mut worst = 0f64;
+        for i in -86_990..=87_990 {
+            let x = i as f32 * 1e-3;
+            let (got, want) = (exp_f32(x) as f64, (x as f64).exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 2e-7, "worst relative error {worst:e}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-1e4), exp_f32(-87.0));
+        assert!(exp_f32(-1e4) > 0.0 && exp_f32(1e4).is_finite());
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn f32_cross_entropy_and_its_gradient_match_f64() {
+        let (n, v) = (3, 1000);
+        let x: Vec<f64> = (0..n * v).map(|i| ((i * 7919 % 1013) as f64 / 1013.0 - 0.5) * 30.0).collect();
+        let targets = Tensor::new(&[5u32, 999, 0], &Device::Cpu).unwrap();
+        let run = |dt: DType| {
+            let x = candle_core::Var::from_tensor(
+                &Tensor::from_vec(x.clone(), (n, v), &Device::Cpu).unwrap().to_dtype(dt).unwrap(),
+            )
+            .unwrap();
+            let loss = cross_entropy(x.as_tensor(), &targets).unwrap();
+            let grad = loss.backward().unwrap().get(&x).unwrap().to_dtype(DType::F64).unwrap();
+            (
+                loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(),
+                grad.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            )
+        };
+        let ((l32, g32), (l64, g64)) = (run(DType::F32), run(DType::F64));
+        assert!((l32 - l64).abs() < 1e-5 * l64.abs(), "loss {l32} vs {l64}");
+        let worst = g32.iter().zip(&g64).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+        assert!(worst < 1e-6, "gradient differs by {worst:e}");
+    }
 }
