@@ -49,7 +49,7 @@ impl Elem for f64 {
 /// `n = round(x / ln 2)`, `|r| ≤ ln 2 / 2`, and Cephes' `expf` polynomial for `e^r` (≈ 1 ulp).
 /// Inputs are clamped to [-87, 88] (results 1.6e-38 … 1.7e38, never 0 or ∞); NaN stays NaN.
 #[inline(always)]
-pub(crate) fn exp_f32(x: f32) -> f32 {
+fn exp_f32(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4; // ln 2 = LN2_HI + LN2_LO, LN2_HI exact in 9 bits
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -710,7 +710,7 @@ impl CustomOp1 for CrossEntropyBwd {
             let x = slice::<T>(s, l)?;
             let c = T::from(g / n as f64).unwrap_or_else(T::zero);
             let mut dx = vec![T::zero(); x.len()];
-            // dx = c · (softmax(row) − onehot(t)): one exp pass, then one scaling pass.
+            // dx = c · (softmax(row) − onehot(t)): one exp pass (the forward's log-sum-exp is not kept).
             dx.par_chunks_mut(v).zip(x.par_chunks(v).zip(t.par_iter())).for_each(|(dx, (row, &t))| {
                 let max = row_max(row);
                 for (d, &x) in dx.iter_mut().zip(row) {
