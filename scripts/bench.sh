@@ -6,7 +6,8 @@
 #
 #   scripts/bench.sh                              # everything, 0.5B GGUF, report to docs/BENCHMARKS.md
 #   scripts/bench.sh --only decode train-step     # extra arguments go to `bench` (see bench --help)
-#   GGUF=models/qwen2.5-coder-1.5b-instruct.gguf scripts/bench.sh --matmul-dims 1536,256,8960
+#   GGUF=models/qwen2.5-coder-1.5b-instruct.gguf REFERENCE_ARGS="--matmul-dims 1536,256,8960" \
+#       scripts/bench.sh --matmul-dims 1536,256,8960     # 1.5B: both matmul parts on its shapes
 #   PYTHON=/path/to/venv/bin/python scripts/bench.sh    # the Python with torch/transformers/peft/gguf
 #   SKIP_REFERENCE=1 scripts/bench.sh             # ours only; reference figures from PERFORMANCE.md
 #   REFERENCE_ARGS="--micro-steps 2 --skip llama" scripts/bench.sh

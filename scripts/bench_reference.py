@@ -8,6 +8,9 @@ Parts (each in its own child process, so each peak memory is its own):
   generate  transformers `generate`, greedy, f32, PEFT adapter unmerged (as the reference
             evaluates), one eval prompt at a time.
   llama     llama-cpp-python on the GGUF as shipped: one stream, --threads threads, greedy.
+  matmul    torch's f32 matmul on bench's shapes (--matmul-tokens, --matmul-dims): forward x·Wᵀ
+            and input gradient dY·W, the layer mix of both; the BLAS the reference trains with,
+            beside candle's ceiling.
 
 A part whose packages are missing is skipped with a message saying so. Writes one JSON file
 (--out) that `bench --reference FILE` reads; prints a short summary.
@@ -33,7 +36,7 @@ import time
 USER_START = "<|im_start|>user\n"
 TURN_SEP = "<|im_end|>\n<|im_start|>assistant\n"
 END = "<|im_end|>"
-PARTS = ("train", "generate", "llama")
+PARTS = ("train", "generate", "llama", "matmul")
 
 
 def peak_bytes():
@@ -234,8 +237,58 @@ NEEDS = {
     "train": ["torch", "transformers", "peft", "gguf"],
     "generate": ["torch", "transformers", "peft", "gguf"],
     "llama": ["llama_cpp"],
+    "matmul": ["torch"],
 }
-PIP = {"train": "torch transformers peft gguf", "generate": "torch transformers peft gguf", "llama": "llama-cpp-python"}
+PIP = {
+    "train": "torch transformers peft gguf",
+    "generate": "torch transformers peft gguf",
+    "llama": "llama-cpp-python",
+    "matmul": "torch",
+}
+
+
+def part_matmul(a):
+    import torch
+
+    t = a.matmul_tokens
+    h, kv, ffn = a.matmul_dims
+    shapes = [("q/o", h, h, 2), ("k/v", kv, h, 2), ("gate/up", ffn, h, 2), ("down", h, ffn, 1)]
+
+    def seconds_per_call(f):
+        # As bench does: one warm-up call sizes each sample to >= ~50 ms; median of 5 samples.
+        start = time.perf_counter()
+        f()
+        calls = max(1, math.ceil(0.05 / max(time.perf_counter() - start, 1e-6)))
+        samples = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(calls):
+                f()
+            samples.append((time.perf_counter() - start) / calls)
+        return statistics.median(samples)
+
+    out, flops, fwd_s, dx_s = [], 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for name, o, i, per_layer in shapes:
+            x, w, dy = torch.randn(t, i), torch.randn(o, i) * 0.02, torch.randn(t, o)
+            f = 2.0 * t * i * o
+            fwd = seconds_per_call(lambda: x @ w.T)
+            dx = seconds_per_call(lambda: dy @ w)
+            out.append({"name": name, "out": o, "inp": i, "per_layer": per_layer,
+                        "fwd_gflops": f / fwd / 1e9, "dx_gflops": f / dx / 1e9})  # fmt: skip
+            flops += f * per_layer
+            fwd_s += fwd * per_layer
+            dx_s += dx * per_layer
+    return {
+        "torch_matmul": {
+            "tokens": t,
+            "dims": [h, kv, ffn],
+            "threads": torch.get_num_threads(),
+            "shapes": out,
+            "fwd_gflops": flops / fwd_s / 1e9,
+            "ceiling_gflops": 2 * flops / (fwd_s + dx_s) / 1e9,
+        }
+    }
 
 
 def versions():
@@ -277,6 +330,7 @@ def common_args(a):
         "--gguf", a.gguf, "--train", a.train, "--eval", a.eval, "--micro-steps", str(a.micro_steps),
         "--gen-prompts", str(a.gen_prompts), "--llama-prompts", str(a.llama_prompts),
         "--max-new-tokens", str(a.max_new_tokens), "--threads", str(a.threads),
+        "--matmul-tokens", str(a.matmul_tokens), "--matmul-dims", ",".join(map(str, a.matmul_dims)),
     ]  # fmt: skip
 
 
@@ -292,6 +346,9 @@ def summary(r):
         if key in r:
             g = r[key]
             lines.append(f"{name}: {g['tokens_per_s']:.1f} tok/s over {g['prompts']} prompts, peak {g['peak_memory_bytes'] / 2**30:.2f} GiB")
+    if "torch_matmul" in r:
+        m = r["torch_matmul"]
+        lines.append(f"torch matmul: {m['ceiling_gflops']:.1f} GFLOP/s (layer mix fwd + input grad, {m['tokens']} tokens)")
     lines += [f"skipped: {s}" for s in r.get("skipped", [])]
     return "\n".join(lines)
 
@@ -311,7 +368,12 @@ def main():
     p.add_argument("--no-adapter", action="store_true",
                    help="generate with the plain base model (default: with an untrained PEFT LoRA, as the reference evaluates)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="llama.cpp threads")
+    p.add_argument("--matmul-tokens", type=int, default=200, help="matmul: rows of the input (as bench)")
+    p.add_argument("--matmul-dims", type=lambda v: [int(x) for x in v.split(",")], default=[896, 128, 4864],
+                   help="matmul: hidden,kv,ffn widths (as bench; 1536,256,8960 for 1.5B)")
     a = p.parse_args()
+    if len(a.matmul_dims) != 3:
+        sys.exit(f"--matmul-dims {a.matmul_dims}: give three widths, hidden,kv,ffn")
     if not os.path.isfile(a.gguf):
         sys.exit(f"--gguf {a.gguf}: no such file; run scripts/fetch-model.sh 0.5b")
     if a.part == "all":
@@ -319,7 +381,7 @@ def main():
         result["skipped"] += [f"{x}: skipped by --skip" for x in a.skip]
         print(summary(result))
     else:
-        result = {"train": part_train, "generate": part_generate, "llama": part_llama}[a.part](a)
+        result = {"train": part_train, "generate": part_generate, "llama": part_llama, "matmul": part_matmul}[a.part](a)
     tmp = a.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)

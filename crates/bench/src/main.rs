@@ -27,7 +27,7 @@ use clap::Parser;
 use qwen_lora::cli::ModelArgs;
 use qwen_lora::load::ModelSource;
 
-use crate::reference::{ReferenceFile, References};
+use crate::reference::{ModelSize, ReferenceFile, References};
 use crate::runner::Results;
 use crate::sections::{Section, Settings};
 
@@ -67,8 +67,9 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 16)]
     decode_batch: usize,
 
-    /// matmul: tokens (rows) of the input.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    /// matmul: tokens (rows) of the input; the default is about one micro-batch of the recipe on
+    /// the shipped training set (4 samples of about 50 tokens), the size training multiplies at.
+    #[arg(long, value_name = "N", default_value_t = 200)]
     matmul_tokens: usize,
 
     /// matmul: hidden size, K/V width and MLP width of the shapes (Qwen2.5-0.5B by default;
@@ -192,7 +193,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         isolated: !args.in_process,
     });
     results.run = Some(header.clone());
-    let text = report::render(&header, &results, &References::new(reference));
+    let text = report::render(&header, &results, &References::new(reference, model_size(&results, &settings)));
     println!("{text}");
     if let Some(path) = &args.json {
         runner::write_results(path, &results)?;
@@ -202,7 +203,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let body = if old.is_empty() {
             format!("# Benchmarks\n\nWritten by `scripts/bench.sh` (the `bench` binary).\n\n{text}")
         } else {
-            format!("{}\n{text}", old.trim_end())
+            format!("{}\n\n{text}", old.trim_end())
         };
         kb_dataset::write_atomic(path, body.as_bytes()).with_context(|| format!("writing --out {}", path.display()))?;
         eprintln!("report written to {}", path.display());
@@ -212,6 +213,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("sections failed: {} (see the report and the messages above)", names.join(", "));
     }
     Ok(())
+}
+
+/// The model's size, for picking earlier reference figures: from the training sections' FLOP
+/// model when they ran, else from the matmul shapes (hidden 1536 and up is the 1.5B).
+fn model_size(results: &Results, settings: &Settings) -> ModelSize {
+    let flops = results.train_epoch.as_ref().map(|e| e.flops).or(results.train_step.as_ref().map(|t| t.flops));
+    match flops {
+        Some(f) => ModelSize::from_layer_params(f.layer_params),
+        None if settings.matmul_dims[0] >= 1536 => ModelSize::Large,
+        None => ModelSize::Small,
+    }
 }
 
 fn describe(src: &ModelSource) -> String {

@@ -19,6 +19,9 @@ pub struct ReferenceFile {
     /// llama-cpp-python, one stream.
     #[serde(default)]
     pub llama_cpp: Option<RefGenerate>,
+    /// torch's f32 matmul on the same shapes as the `matmul` section.
+    #[serde(default)]
+    pub torch_matmul: Option<RefMatmul>,
     /// Versions of the Python packages used.
     #[serde(default)]
     pub versions: std::collections::BTreeMap<String, String>,
@@ -60,6 +63,18 @@ pub struct RefGenerate {
     pub peak_memory_bytes: Option<u64>,
 }
 
+/// torch's matmul throughput, the layer mix computed as the `matmul` section does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefMatmul {
+    pub tokens: usize,
+    /// hidden, K/V and MLP widths.
+    pub dims: [usize; 3],
+    pub fwd_gflops: f64,
+    pub ceiling_gflops: f64,
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
 impl ReferenceFile {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading --reference {}", path.display()))?;
@@ -80,42 +95,71 @@ pub const LIVE: &str = "measured live";
 pub const EARLIER: &str = "reference (measured earlier, PERFORMANCE.md)";
 pub const EARLIER_MODELS: &str = "reference (measured earlier, MODELS.md)";
 
-/// transformers + PEFT micro-step on 0.5B, batch 4 padded to 192 (PERFORMANCE.md).
+/// transformers + PEFT micro-step, batch 4 padded to 192 (PERFORMANCE.md): 0.5B, and the middle
+/// of the 50–57 s it gives for 1.5B.
 const EARLIER_MICRO_STEP_S: f64 = 18.0;
+const EARLIER_MICRO_STEP_S_1_5B: f64 = 53.5;
 /// 300 samples / batch 4.
 const EARLIER_MICRO_STEPS_PER_EPOCH: f64 = 75.0;
+/// transformers `generate` on 0.5B; PERFORMANCE.md has no 1.5B figure.
 const EARLIER_TRANSFORMERS_TOK_S: f64 = 5.4;
+/// llama.cpp one stream: 0.5B, 1.5B.
 const EARLIER_LLAMA_CPP_TOK_S: f64 = 28.0;
-/// Peak RSS of the reference's full 0.5B training run (MODELS.md).
+const EARLIER_LLAMA_CPP_TOK_S_1_5B: f64 = 15.0;
+/// Peak RSS of the reference's full 0.5B training run (MODELS.md); none is written for 1.5B.
 const EARLIER_TRAIN_PEAK_BYTES: f64 = 7.6e9;
 
-/// The reference figures the report compares with: live when measured, else the earlier ones.
+/// Which model the earlier figures must describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSize {
+    /// Qwen2.5-0.5B.
+    Small,
+    /// Qwen2.5-1.5B.
+    Large,
+}
+
+impl ModelSize {
+    /// From the decoder layers' projection weights (0.36 G for 0.5B, 1.3 G for 1.5B).
+    pub fn from_layer_params(layer_params: u64) -> Self {
+        if layer_params < 1_000_000_000 { Self::Small } else { Self::Large }
+    }
+}
+
+/// The reference figures the report compares with: live when measured, else the earlier ones
+/// for the model's size, or none when nothing was measured for that size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct References {
     pub epoch_seconds: Figure,
-    pub train_peak_bytes: Figure,
-    pub transformers_tok_s: Figure,
+    pub train_peak_bytes: Option<Figure>,
+    pub transformers_tok_s: Option<Figure>,
     pub llama_cpp_tok_s: Figure,
     pub file: ReferenceFile,
 }
 
 impl References {
-    pub fn new(file: Option<ReferenceFile>) -> Self {
+    pub fn new(file: Option<ReferenceFile>, size: ModelSize) -> Self {
         let file = file.unwrap_or_default();
         let live = |v: f64| Figure { value: v, source: LIVE };
         let earlier = |v: f64| Figure { value: v, source: EARLIER };
+        let small = size == ModelSize::Small;
         let t = file.transformers_train.as_ref();
+        let micro_step = if small { EARLIER_MICRO_STEP_S } else { EARLIER_MICRO_STEP_S_1_5B };
         Self {
-            epoch_seconds: t
-                .map_or(earlier(EARLIER_MICRO_STEP_S * EARLIER_MICRO_STEPS_PER_EPOCH), |t| live(t.epoch_seconds)),
-            train_peak_bytes: t
-                .and_then(|t| t.peak_memory_bytes)
-                .map_or(Figure { value: EARLIER_TRAIN_PEAK_BYTES, source: EARLIER_MODELS }, |b| live(b as f64)),
-            transformers_tok_s: file
-                .transformers_generate
+            epoch_seconds: t.map_or(earlier(micro_step * EARLIER_MICRO_STEPS_PER_EPOCH), |t| live(t.epoch_seconds)),
+            train_peak_bytes: match t.and_then(|t| t.peak_memory_bytes) {
+                Some(b) => Some(live(b as f64)),
+                None => small.then_some(Figure { value: EARLIER_TRAIN_PEAK_BYTES, source: EARLIER_MODELS }),
+            },
+            transformers_tok_s: match &file.transformers_generate {
+                Some(g) => Some(live(g.tokens_per_s)),
+                None => small.then_some(earlier(EARLIER_TRANSFORMERS_TOK_S)),
+            },
+            llama_cpp_tok_s: file
+                .llama_cpp
                 .as_ref()
-                .map_or(earlier(EARLIER_TRANSFORMERS_TOK_S), |g| live(g.tokens_per_s)),
-            llama_cpp_tok_s: file.llama_cpp.as_ref().map_or(earlier(EARLIER_LLAMA_CPP_TOK_S), |g| live(g.tokens_per_s)),
+                .map_or(earlier(if small { EARLIER_LLAMA_CPP_TOK_S } else { EARLIER_LLAMA_CPP_TOK_S_1_5B }), |g| {
+                    live(g.tokens_per_s)
+                }),
             file,
         }
     }
@@ -127,17 +171,22 @@ mod tests {
 
     #[test]
     fn earlier_figures_without_a_file_and_live_ones_with_it() {
-        let r = References::new(None);
+        let r = References::new(None, ModelSize::Small);
         assert_eq!(r.epoch_seconds, Figure { value: 1350.0, source: EARLIER });
         assert_eq!(r.llama_cpp_tok_s.value, 28.0);
+        // 1.5B: its own training and llama.cpp figures, none where nothing was measured.
+        let r = References::new(None, ModelSize::Large);
+        assert_eq!(r.epoch_seconds, Figure { value: 53.5 * 75.0, source: EARLIER });
+        assert_eq!(r.llama_cpp_tok_s.value, 15.0);
+        assert_eq!((r.transformers_tok_s, r.train_peak_bytes), (None, None));
         let file: ReferenceFile = serde_json::from_str(
             r#"{"llama_cpp": {"prompts": 2, "max_new_tokens": 150, "tokens": 100, "seconds": 4.0, "tokens_per_s": 25.0},
                 "skipped": ["transformers: not installed"]}"#,
         )
         .unwrap();
-        let r = References::new(Some(file));
+        let r = References::new(Some(file), ModelSize::Small);
         assert_eq!(r.llama_cpp_tok_s, Figure { value: 25.0, source: LIVE });
-        assert_eq!(r.transformers_tok_s.source, EARLIER);
+        assert_eq!(r.transformers_tok_s.map(|f| f.source), Some(EARLIER));
         assert_eq!(r.file.skipped.len(), 1);
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::reference::{Figure, LIVE, References};
 use crate::runner::Results;
 use crate::sections::Section;
+use crate::sections::train::TrainEpochResult;
 use crate::sys::{Machine, gib};
 
 /// What the report says about the run itself.
@@ -103,11 +104,20 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
     let ceiling = r.matmul.as_ref().map(|m| m.ceiling_gflops);
     let mut rows: Vec<Row> = Vec::new();
     if let Some(m) = &r.matmul {
+        // torch's figure only compares when it was measured on the same shapes.
+        let torch = refs.file.torch_matmul.as_ref().filter(|t| t.tokens == m.tokens && t.dims == m.dims);
+        let (other, speedup) = match torch {
+            Some(t) => (
+                Some((format!("torch {:.1} GFLOP/s", t.ceiling_gflops), LIVE)),
+                Some(m.ceiling_gflops / t.ceiling_gflops),
+            ),
+            None => (Some(("PyTorch 123–139 GFLOP/s".into(), crate::reference::EARLIER)), None),
+        };
         rows.push(row(
             &format!("f32 matmul ceiling, layer mix fwd + input grad, {} tokens", m.tokens),
             format!("{:.1} GFLOP/s", m.ceiling_gflops),
-            Some(("PyTorch 123–139 GFLOP/s".into(), crate::reference::EARLIER)),
-            None,
+            other,
+            speedup,
             None,
         ));
     }
@@ -127,14 +137,15 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
                 format!("greedy decode, batch {}, {} new tokens each, tokens/s vs {who}", run.batch, d.max_new_tokens)
             };
             let ours = format!("{:.1} tok/s", run.tokens_per_s);
-            let t = &refs.transformers_tok_s;
-            let st = run.tokens_per_s / t.value;
-            let tt = if run.batch == 1 {
-                at_least(st, 2.0, "≥ 2× (issue 3)")
-            } else {
-                at_least(st, 8.0, "≥ 8× (issue 3)")
-            };
-            rows.push(row(&what("transformers one prompt"), ours.clone(), rate(t, "tok/s"), Some(st), tt));
+            if let Some(t) = &refs.transformers_tok_s {
+                let st = run.tokens_per_s / t.value;
+                let tt = if run.batch == 1 {
+                    at_least(st, 2.0, "≥ 2× (issue 3)")
+                } else {
+                    at_least(st, 8.0, "≥ 8× (issue 3)")
+                };
+                rows.push(row(&what("transformers one prompt"), ours.clone(), rate(t, "tok/s"), Some(st), tt));
+            }
             let l = &refs.llama_cpp_tok_s;
             let sl = run.tokens_per_s / l.value;
             let lt = if run.batch == 1 { None } else { at_least(sl, 1.5, "≥ 1.5× (issue 9)") };
@@ -176,6 +187,26 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
             None,
         ));
         if let Some(c) = ceiling {
+            let b = Bound::new(e, c);
+            rows.push(row(
+                "training, one epoch at 100% of the matmul ceiling (a bound, not a run)",
+                secs(b.epoch_seconds),
+                Some((secs(re.value), re.source)),
+                Some(re.value / b.epoch_seconds),
+                None,
+            ));
+            let (limit, label) = if e.flops.layer_params < 1_000_000_000 {
+                (15.0, "≤ 15 min (issue 5)")
+            } else {
+                (45.0, "≤ 45 min (issue 9)")
+            };
+            rows.push(row(
+                "whole run at 100% of the ceiling: 3 epochs + 3 eval-loss passes (a bound)",
+                secs(b.run_seconds),
+                None,
+                None,
+                Some((label, b.run_seconds <= limit * 60.0)),
+            ));
             rows.push(row(
                 "training compute (train-epoch), share of the matmul ceiling",
                 format!("{:.1} GFLOP/s = {:.0}%", e.train_gflops, 100.0 * e.train_gflops / c),
@@ -190,24 +221,24 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
             } else {
                 (10.0, "≤ 10 GiB (1.5B)")
             };
-            let rp = &refs.train_peak_bytes;
-            let other = Some((bytes(rp.value), rp.source));
+            let other = refs.train_peak_bytes.as_ref().map(|rp| (bytes(rp.value), rp.source));
             rows.push(row("training peak memory", bytes(*p as f64), other, None, Some((label, gib(*p) <= limit))));
         }
     }
     if let Some(g) = &r.eval_gen {
-        let t = &refs.transformers_tok_s;
-        let ref_s = g.batched_tokens as f64 / t.value;
-        rows.push(row(
-            &format!(
-                "eval set generation, {} prompts (ours batched {}; transformers one at a time, estimated)",
-                g.prompts, g.batch_size
-            ),
-            secs(g.batched_seconds),
-            Some((secs(ref_s), t.source)),
-            Some(ref_s / g.batched_seconds),
-            at_least(ref_s / g.batched_seconds, 8.0, "≥ 8× (issue 9)"),
-        ));
+        if let Some(t) = &refs.transformers_tok_s {
+            let ref_s = g.batched_tokens as f64 / t.value;
+            rows.push(row(
+                &format!(
+                    "eval set generation, {} prompts (ours batched {}; transformers one at a time, estimated)",
+                    g.prompts, g.batch_size
+                ),
+                secs(g.batched_seconds),
+                Some((secs(ref_s), t.source)),
+                Some(ref_s / g.batched_seconds),
+                at_least(ref_s / g.batched_seconds, 8.0, "≥ 8× (issue 9)"),
+            ));
+        }
         let l = &refs.llama_cpp_tok_s;
         rows.push(row(
             "eval set generation, aggregate tokens/s vs llama.cpp one stream",
@@ -243,6 +274,23 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
 
     details(w, r, refs, ceiling);
     out
+}
+
+/// What the recipe's FLOPs cost at exactly the measured matmul ceiling: no run on this machine
+/// can be faster, since the FLOP count is the recipe's minimum (answer-only vocabulary rows, no
+/// padding, no frozen-weight gradients).
+struct Bound {
+    epoch_seconds: f64,
+    run_seconds: f64,
+}
+
+impl Bound {
+    fn new(e: &TrainEpochResult, ceiling_gflops: f64) -> Self {
+        let per_s = ceiling_gflops * 1e9;
+        let epoch = e.flops.train_flops(e.epoch_tokens, e.epoch_loss_positions) / per_s;
+        let eval = e.flops.forward_flops(e.eval_tokens, e.eval_loss_positions) / per_s;
+        Self { epoch_seconds: epoch, run_seconds: 3.0 * (epoch + eval) }
+    }
 }
 
 fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>) {
@@ -352,8 +400,8 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
         );
         let _ = writeln!(
             w,
-            "- one epoch = {} samples, {} real tokens, {} loss positions, {} optimizer steps",
-            e.samples, e.epoch_tokens, e.epoch_loss_positions, e.steps_per_epoch
+            "- one epoch = {} samples, {} real tokens, {} loss positions, {} optimizer steps; micro-batches of {:.0} padded rows on average",
+            e.samples, e.epoch_tokens, e.epoch_loss_positions, e.steps_per_epoch, e.mean_batch_rows
         );
         let _ = writeln!(
             w,
@@ -367,7 +415,27 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
             "- excluded: the per-epoch eval-loss pass and checkpoint writes; included: the first (cold) step"
         );
         let share = ceiling.map_or(String::new(), |c| format!(" = {:.0}% of the ceiling", 100.0 * e.train_gflops / c));
-        let _ = writeln!(w, "- training compute at the epoch's token mix: {:.1} GFLOP/s{share}\n", e.train_gflops);
+        let _ = writeln!(w, "- training compute at the epoch's token mix: {:.1} GFLOP/s{share}", e.train_gflops);
+        if let Some(c) = ceiling {
+            let b = Bound::new(e, c);
+            let need =
+                e.flops.train_flops(e.epoch_tokens, e.epoch_loss_positions) / (refs.epoch_seconds.value / 5.0) / 1e9;
+            let _ = writeln!(
+                w,
+                "- bound: the recipe's FLOPs at 100% of the {c:.1} GFLOP/s ceiling take {} per epoch and {} for a whole run (3 epochs, plus 3 eval-loss passes over {} eval tokens with {} loss positions, forward only; loading and checkpoints not counted)",
+                secs(b.epoch_seconds),
+                secs(b.run_seconds),
+                e.eval_tokens,
+                e.eval_loss_positions
+            );
+            let _ = writeln!(
+                w,
+                "- an epoch 5× faster than the reference's {} needs {need:.1} GFLOP/s = {:.0}% of the ceiling",
+                secs(refs.epoch_seconds.value),
+                100.0 * need / c
+            );
+        }
+        let _ = writeln!(w);
     }
     if let Some(g) = &r.eval_gen {
         let _ = writeln!(w, "### eval-gen (greedy, stop at <|im_end|>, at most {} new tokens)\n", g.max_new_tokens);
@@ -443,7 +511,8 @@ fn reference_details(w: &mut String, refs: &References) {
     } else {
         let _ = writeln!(
             w,
-            "- transformers + PEFT training: not measured live; PERFORMANCE.md's 18 s per micro-step (batch 4 padded to 192) × 75 micro-steps per epoch"
+            "- transformers + PEFT training: not measured live; PERFORMANCE.md's {:.1} s per micro-step (batch 4 padded to 192) × 75 micro-steps per epoch",
+            refs.epoch_seconds.value / 75.0
         );
     }
     for (name, g) in [
@@ -484,7 +553,8 @@ fn reference_details(w: &mut String, refs: &References) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sections::train::{FlopModel, TrainEpochResult};
+    use crate::reference::ModelSize;
+    use crate::sections::train::FlopModel;
 
     fn header() -> Header {
         Header {
@@ -497,36 +567,91 @@ mod tests {
         }
     }
 
+    /// A 300-sample epoch of 18,000 tokens and 9,000 loss positions (eval set: 4,000 and 2,500).
+    fn epoch_result(layer_params: u64, epoch_seconds: f64) -> TrainEpochResult {
+        TrainEpochResult {
+            steps: 2,
+            micro_batch: 4,
+            grad_accum: 2,
+            samples: 300,
+            steps_per_epoch: 38,
+            epoch_tokens: 18_000,
+            epoch_loss_positions: 9_000,
+            mean_batch_rows: 240.0,
+            eval_tokens: 4_000,
+            eval_loss_positions: 2_500,
+            trained_tokens: 960,
+            train_seconds: 16.0,
+            wall_seconds: 20.0,
+            tokens_per_s: 60.0,
+            epoch_seconds,
+            epoch_seconds_by_steps: epoch_seconds + 4.0,
+            train_gflops: 90.0,
+            flops: FlopModel { layer_params, lm_head_params: 136_134_656 },
+        }
+    }
+
     #[test]
     fn epoch_row_compares_with_the_reference_and_checks_the_target() {
-        let mut r = Results {
-            train_epoch: Some(TrainEpochResult {
-                steps: 2,
-                micro_batch: 4,
-                grad_accum: 2,
-                samples: 300,
-                steps_per_epoch: 38,
-                epoch_tokens: 18_000,
-                epoch_loss_positions: 9_000,
-                trained_tokens: 960,
-                train_seconds: 16.0,
-                wall_seconds: 20.0,
-                tokens_per_s: 60.0,
-                epoch_seconds: 300.0,
-                epoch_seconds_by_steps: 304.0,
-                train_gflops: 90.0,
-                flops: FlopModel { layer_params: 357_826_560, lm_head_params: 136_134_656 },
-            }),
-            ..Results::default()
-        };
+        let mut r = Results { train_epoch: Some(epoch_result(357_826_560, 300.0)), ..Results::default() };
         r.peak_memory.insert("train-epoch".into(), 3 * 1024 * 1024 * 1024);
-        let text = render(&header(), &r, &References::new(None));
+        let text = render(&header(), &r, &References::new(None, ModelSize::Small));
         // 1350 s reference / 300 s ours = 4.5×, short of the 5× target.
         assert!(text.contains("| 5.0 min | 22.5 min | reference (measured earlier, PERFORMANCE.md) | 4.50× | ≥ 5× (issue 9) | **no** |"), "{text}");
         assert!(text.contains("| training peak memory | 3.00 GiB |"), "{text}");
         assert!(text.contains("≤ 4 GiB (0.5B) | yes |"), "{text}");
         assert!(text.contains("Test CPU, 2 threads"));
         assert!(!text.contains("### matmul"));
+    }
+
+    #[test]
+    fn the_bound_prices_the_recipe_flops_at_the_ceiling_and_torch_compares_on_the_same_shapes() {
+        use crate::reference::{RefMatmul, ReferenceFile};
+        use crate::sections::matmul::MatmulResult;
+        let epoch = |layer_params| epoch_result(layer_params, 400.0);
+        let matmul = MatmulResult {
+            tokens: 256,
+            dims: [896, 128, 4864],
+            shapes: vec![],
+            fwd_gflops: 110.0,
+            ceiling_gflops: 100.0,
+        };
+        let r = Results { matmul: Some(matmul.clone()), train_epoch: Some(epoch(357_826_560)), ..Results::default() };
+        let torch = |tokens| RefMatmul {
+            tokens,
+            dims: [896, 128, 4864],
+            fwd_gflops: 90.0,
+            ceiling_gflops: 80.0,
+            threads: Some(2),
+        };
+        let file = ReferenceFile { torch_matmul: Some(torch(256)), ..ReferenceFile::default() };
+        let text = render(&header(), &r, &References::new(Some(file), ModelSize::Small));
+        // Epoch: 4·(357,826,560·18,000 + 136,134,656·9,000) = 30.66 TFLOP → 306.6 s at 100 GFLOP/s;
+        // the reference's 1350 s (PERFORMANCE.md) / 306.6 s = 4.40×.
+        assert!(text.contains("| training, one epoch at 100% of the matmul ceiling (a bound, not a run) | 5.1 min | 22.5 min | reference (measured earlier, PERFORMANCE.md) | 4.40× |"), "{text}");
+        // Eval pass: 2·(357,826,560·4,000 + 136,134,656·2,500) = 3.54 TFLOP → 35.4 s;
+        // 3·(306.6 + 35.4) s = 17.1 min: even the bound misses 15 minutes.
+        assert!(
+            text.contains(
+                "3 epochs + 3 eval-loss passes (a bound) | 17.1 min | — | — | — | ≤ 15 min (issue 5) | **no** |"
+            ),
+            "{text}"
+        );
+        // 5× the reference = 270 s per epoch = 113.6 GFLOP/s, above the ceiling.
+        assert!(text.contains("needs 113.6 GFLOP/s = 114% of the ceiling"), "{text}");
+        assert!(text.contains("| 100.0 GFLOP/s | torch 80.0 GFLOP/s | measured live | 1.25× |"), "{text}");
+
+        // torch measured on other shapes is not compared; a 1.5B-sized model gets the 45-minute target.
+        let mut r = Results { matmul: Some(matmul), train_epoch: Some(epoch(1_310_000_000)), ..Results::default() };
+        r.peak_memory.insert("train-epoch".into(), 8 * 1024 * 1024 * 1024);
+        let file = ReferenceFile { torch_matmul: Some(torch(196)), ..ReferenceFile::default() };
+        let text = render(&header(), &r, &References::new(Some(file), ModelSize::Large));
+        assert!(text.contains("PyTorch 123–139 GFLOP/s"), "{text}");
+        assert!(text.contains("≤ 45 min (issue 9)"), "{text}");
+        // Without a live reference, a 1.5B run is compared with PERFORMANCE.md's 1.5B micro-step
+        // (53.5 s × 75 = 66.9 min), and its peak memory with nothing (none was measured for 1.5B).
+        assert!(text.contains("| 66.9 min | reference (measured earlier, PERFORMANCE.md) |"), "{text}");
+        assert!(text.contains("| training peak memory | 8.00 GiB | — | — | — | ≤ 10 GiB (1.5B) | yes |"), "{text}");
     }
 
     #[test]

@@ -120,6 +120,8 @@ fn every_section_runs_in_its_own_process_and_the_report_is_written() {
         .stdout(predicate::str::contains("running peak"));
     let appended = std::fs::read_to_string(&out).unwrap();
     assert_eq!(appended.matches("## Benchmark run").count(), 2);
+    // Each run's heading stands on its own line after a blank one (Markdown needs it).
+    assert_eq!(appended.matches("\n\n## Benchmark run").count(), 2, "{appended}");
 }
 
 #[test]

@@ -171,10 +171,8 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    cli_support::park_idle_candle_workers();
+    cli_support::init_logging();
     match run(Args::parse()) {
         Ok(RunStatus::Interrupted) => ExitCode::from(130),
         Ok(_) => ExitCode::SUCCESS,

@@ -29,6 +29,9 @@ pub struct ShapeResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatmulResult {
     pub tokens: usize,
+    /// hidden, K/V and MLP widths (zeros in results saved before they were recorded).
+    #[serde(default)]
+    pub dims: [usize; 3],
     pub shapes: Vec<ShapeResult>,
     /// Layer mix of the forward matmuls.
     pub fwd_gflops: f64,
@@ -69,6 +72,7 @@ pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
     }
     Ok(MatmulResult {
         tokens: t,
+        dims: s.matmul_dims,
         shapes: out,
         fwd_gflops: flops / fwd_secs / 1e9,
         ceiling_gflops: 2.0 * flops / (fwd_secs + dx_secs) / 1e9,

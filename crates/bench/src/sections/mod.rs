@@ -96,3 +96,10 @@ pub fn train_texts(settings: &Settings) -> anyhow::Result<Vec<String>> {
     anyhow::ensure!(!samples.is_empty(), "{}: no samples; pass a training set with --train", path.display());
     Ok(samples.into_iter().map(|s| s.text).collect())
 }
+
+/// The eval set's ChatML texts (question and answer), as the trainer scores them.
+pub fn eval_texts(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let path = &settings.eval_file;
+    let samples = kb_dataset::read_jsonl(path).with_context(|| format!("reading the eval set {}", path.display()))?;
+    Ok(samples.into_iter().map(|s| s.text).collect())
+}

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use candle_core::Device;
-use lora_trainer::batch::{Batch, collate};
+use lora_trainer::batch::{Batch, collate, length_grouped_batches};
 use lora_trainer::data::{Example, pad_id, tokenize_samples};
 use lora_trainer::loss::batch_loss;
 use lora_trainer::{TrainConfig, TrainOptions};
@@ -43,7 +43,12 @@ impl FlopModel {
 
     /// Forward + input-gradient FLOPs of `tokens` tokens with `loss_positions` of them scored.
     pub fn train_flops(&self, tokens: usize, loss_positions: usize) -> f64 {
-        4.0 * (self.layer_params as f64 * tokens as f64 + self.lm_head_params as f64 * loss_positions as f64)
+        2.0 * self.forward_flops(tokens, loss_positions)
+    }
+
+    /// Forward FLOPs alone (an eval-loss pass).
+    pub fn forward_flops(&self, tokens: usize, loss_positions: usize) -> f64 {
+        2.0 * (self.layer_params as f64 * tokens as f64 + self.lm_head_params as f64 * loss_positions as f64)
     }
 }
 
@@ -79,6 +84,15 @@ pub struct TrainEpochResult {
     /// Real tokens and loss positions of one epoch (after truncation to max_length).
     pub epoch_tokens: usize,
     pub epoch_loss_positions: usize,
+    /// Mean padded rows (tokens) of the epoch's micro-batches: the row count its matmuls run at.
+    /// (This and the eval figures default to 0 when reading results saved before they existed.)
+    #[serde(default)]
+    pub mean_batch_rows: f64,
+    /// The same for the eval set, whose loss the trainer computes (forward only) after each epoch.
+    #[serde(default)]
+    pub eval_tokens: usize,
+    #[serde(default)]
+    pub eval_loss_positions: usize,
     /// Real tokens of the steps run.
     pub trained_tokens: u64,
     /// Seconds inside optimizer steps (forward, backward, clipping, AdamW), first step included.
@@ -177,6 +191,14 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
     let epoch_tokens: usize = prepared.examples.iter().map(|e| e.ids.len()).sum();
     let epoch_loss_positions: usize = prepared.examples.iter().map(Example::n_targets).sum();
+    let batches = length_grouped_batches(&prepared.examples, config.micro_batch);
+    let padded: usize =
+        batches.iter().map(|b| b.len() * b.iter().map(|&i| prepared.examples[i].ids.len()).max().unwrap_or(0)).sum();
+    let mean_batch_rows = padded as f64 / batches.len().max(1) as f64;
+    let eval_texts = super::eval_texts(s)?;
+    let eval = tokenize_samples(&base.tokenizer, &eval_texts, config.max_length, config.loss)?;
+    let eval_tokens: usize = eval.examples.iter().map(|e| e.ids.len()).sum();
+    let eval_loss_positions: usize = eval.examples.iter().map(Example::n_targets).sum();
     let micro_batches = prepared.examples.len().div_ceil(config.micro_batch);
     let steps_per_epoch = micro_batches.div_ceil(config.grad_accum);
 
@@ -196,6 +218,9 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
         steps_per_epoch,
         epoch_tokens,
         epoch_loss_positions,
+        mean_batch_rows,
+        eval_tokens,
+        eval_loss_positions,
         trained_tokens: summary.train_tokens,
         train_seconds: summary.train_seconds,
         wall_seconds,
@@ -224,6 +249,7 @@ mod tests {
         assert_eq!(f.lm_head_params, 151_936 * 896);
         assert_eq!(f.train_flops(1, 0), 4.0 * f.layer_params as f64);
         assert_eq!(f.train_flops(2, 1), 4.0 * (2.0 * f.layer_params as f64 + f.lm_head_params as f64));
+        assert_eq!(f.forward_flops(2, 1), f.train_flops(2, 1) / 2.0);
     }
 
     #[test]
