@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::reference::{Figure, LIVE, References};
+use crate::reference::{Figure, LIVE, ModelSize, References};
 use crate::runner::Results;
 use crate::sections::Section;
 use crate::sections::train::TrainEpochResult;
@@ -111,7 +111,7 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
                 Some((format!("torch {:.1} GFLOP/s", t.ceiling_gflops), LIVE)),
                 Some(m.ceiling_gflops / t.ceiling_gflops),
             ),
-            None => (Some(("PyTorch 123–139 GFLOP/s".into(), crate::reference::EARLIER)), None),
+            None => (Some(("PyTorch 123–139 GFLOP/s (256 tokens)".into(), crate::reference::EARLIER)), None),
         };
         rows.push(row(
             &format!("f32 matmul ceiling, layer mix fwd + input grad, {} tokens", m.tokens),
@@ -195,10 +195,9 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
                 Some(re.value / b.epoch_seconds),
                 None,
             ));
-            let (limit, label) = if e.flops.layer_params < 1_000_000_000 {
-                (15.0, "≤ 15 min (issue 5)")
-            } else {
-                (45.0, "≤ 45 min (issue 9)")
+            let (limit, label) = match ModelSize::from_layer_params(e.flops.layer_params) {
+                ModelSize::Small => (15.0, "≤ 15 min (issue 5)"),
+                ModelSize::Large => (45.0, "≤ 45 min (issue 9)"),
             };
             rows.push(row(
                 "whole run at 100% of the ceiling: 3 epochs + 3 eval-loss passes (a bound)",
@@ -216,10 +215,9 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
             ));
         }
         if let Some(p) = r.peak_memory.get(Section::TrainEpoch.name()) {
-            let (limit, label) = if e.flops.layer_params < 1_000_000_000 {
-                (4.0, "≤ 4 GiB (0.5B)")
-            } else {
-                (10.0, "≤ 10 GiB (1.5B)")
+            let (limit, label) = match ModelSize::from_layer_params(e.flops.layer_params) {
+                ModelSize::Small => (4.0, "≤ 4 GiB (0.5B)"),
+                ModelSize::Large => (10.0, "≤ 10 GiB (1.5B)"),
             };
             let other = refs.train_peak_bytes.as_ref().map(|rp| (bytes(rp.value), rp.source));
             rows.push(row("training peak memory", bytes(*p as f64), other, None, Some((label, gib(*p) <= limit))));
@@ -276,9 +274,9 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
     out
 }
 
-/// What the recipe's FLOPs cost at exactly the measured matmul ceiling: no run on this machine
-/// can be faster, since the FLOP count is the recipe's minimum (answer-only vocabulary rows, no
-/// padding, no frozen-weight gradients).
+/// What the recipe's FLOPs cost at exactly the measured matmul ceiling: no run whose matmuls
+/// reach at most that ceiling can be faster, since the FLOP count is the recipe's minimum
+/// (answer-only vocabulary rows, no padding, no frozen-weight gradients).
 struct Bound {
     epoch_seconds: f64,
     run_seconds: f64,
@@ -553,7 +551,6 @@ fn reference_details(w: &mut String, refs: &References) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::ModelSize;
     use crate::sections::train::FlopModel;
 
     fn header() -> Header {
