@@ -278,6 +278,7 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
 /// reach at most that ceiling can be faster, since the FLOP count is the recipe's minimum
 /// (answer-only vocabulary rows, no padding, no frozen-weight gradients).
 struct Bound {
+    epoch_flops: f64,
     epoch_seconds: f64,
     run_seconds: f64,
 }
@@ -285,9 +286,10 @@ struct Bound {
 impl Bound {
     fn new(e: &TrainEpochResult, ceiling_gflops: f64) -> Self {
         let per_s = ceiling_gflops * 1e9;
-        let epoch = e.flops.train_flops(e.epoch_tokens, e.epoch_loss_positions) / per_s;
+        let epoch_flops = e.flops.train_flops(e.epoch_tokens, e.epoch_loss_positions);
+        let epoch = epoch_flops / per_s;
         let eval = e.flops.forward_flops(e.eval_tokens, e.eval_loss_positions) / per_s;
-        Self { epoch_seconds: epoch, run_seconds: 3.0 * (epoch + eval) }
+        Self { epoch_flops, epoch_seconds: epoch, run_seconds: 3.0 * (epoch + eval) }
     }
 }
 
@@ -416,8 +418,7 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
         let _ = writeln!(w, "- training compute at the epoch's token mix: {:.1} GFLOP/s{share}", e.train_gflops);
         if let Some(c) = ceiling {
             let b = Bound::new(e, c);
-            let need =
-                e.flops.train_flops(e.epoch_tokens, e.epoch_loss_positions) / (refs.epoch_seconds.value / 5.0) / 1e9;
+            let need = b.epoch_flops / (refs.epoch_seconds.value / 5.0) / 1e9;
             let _ = writeln!(
                 w,
                 "- bound: the recipe's FLOPs at 100% of the {c:.1} GFLOP/s ceiling take {} per epoch and {} for a whole run (3 epochs, plus 3 eval-loss passes over {} eval tokens with {} loss positions, forward only; loading and checkpoints not counted)",
