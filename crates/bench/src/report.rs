@@ -286,7 +286,7 @@ struct Bound {
 impl Bound {
     fn new(e: &TrainEpochResult, ceiling_gflops: f64) -> Self {
         let per_s = ceiling_gflops * 1e9;
-        let epoch_flops = e.flops.train_flops(e.epoch_tokens, e.epoch_loss_positions);
+        let epoch_flops = e.epoch_flops();
         let epoch = epoch_flops / per_s;
         let eval = e.flops.forward_flops(e.eval_tokens, e.eval_loss_positions) / per_s;
         Self { epoch_flops, epoch_seconds: epoch, run_seconds: 3.0 * (epoch + eval) }
@@ -400,8 +400,13 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
         );
         let _ = writeln!(
             w,
-            "- one epoch = {} samples, {} real tokens, {} loss positions, {} optimizer steps; micro-batches of {:.0} padded rows on average",
-            e.samples, e.epoch_tokens, e.epoch_loss_positions, e.steps_per_epoch, e.mean_batch_rows
+            "- one epoch = {} samples, {} real tokens ({} fed: a sample's tokens after its last loss position predict nothing), {} loss positions, {} optimizer steps; micro-batches of {:.0} padded rows on average",
+            e.samples,
+            e.epoch_tokens,
+            e.fed_tokens(),
+            e.epoch_loss_positions,
+            e.steps_per_epoch,
+            e.mean_batch_rows
         );
         let _ = writeln!(
             w,
@@ -575,6 +580,8 @@ mod tests {
             steps_per_epoch: 38,
             epoch_tokens: 18_000,
             epoch_loss_positions: 9_000,
+            // As in results saved before it existed: every real token counted as fed.
+            epoch_fed_tokens: 0,
             mean_batch_rows: 240.0,
             eval_tokens: 4_000,
             eval_loss_positions: 2_500,

@@ -1,5 +1,6 @@
-//! Micro-batches: grouped by length, padded only to the longest sample of each batch, and with the
-//! flat positions whose next token carries loss, so the vocabulary projection runs only there.
+//! Micro-batches: grouped by length, each sample cut after the position that predicts its last loss
+//! token and padded only to the longest such input of its batch, with the flat positions whose next
+//! token carries loss, so the vocabulary projection runs only there.
 
 use candle_core::{Device, Tensor};
 
@@ -19,7 +20,8 @@ pub struct Batch {
     pub positions: Vec<u32>,
     /// The token each of `positions` must predict.
     pub targets: Vec<u32>,
-    /// Non-padding tokens, for throughput figures.
+    /// The samples' tokens, for throughput figures (those after the last loss position included,
+    /// although they are not fed: see [`Example::input_len`]).
     pub real_tokens: usize,
 }
 
@@ -31,10 +33,10 @@ pub struct BatchTensors {
     pub targets: Tensor,
 }
 
-/// Pads `examples` on the right to the longest of them.
+/// Pads `examples`, each cut to its [`Example::input_len`], on the right to the longest of them.
 pub fn collate(examples: &[&Example], pad_id: u32) -> Batch {
     let b = examples.len();
-    let t = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    let t = examples.iter().map(|e| e.input_len()).max().unwrap_or(0);
     let mut batch = Batch {
         batch_size: b,
         seq_len: t,
@@ -45,11 +47,11 @@ pub fn collate(examples: &[&Example], pad_id: u32) -> Batch {
         real_tokens: 0,
     };
     for (row, ex) in examples.iter().enumerate() {
-        let base = row * t;
-        batch.ids[base..base + ex.ids.len()].copy_from_slice(&ex.ids);
-        batch.attention_mask[base..base + ex.ids.len()].fill(1);
+        let (base, n) = (row * t, ex.input_len());
+        batch.ids[base..base + n].copy_from_slice(&ex.ids[..n]);
+        batch.attention_mask[base..base + n].fill(1);
         batch.real_tokens += ex.ids.len();
-        for p in 0..ex.ids.len().saturating_sub(1) {
+        for p in 0..n.min(ex.ids.len().saturating_sub(1)) {
             if ex.is_target[p + 1] {
                 batch.positions.push((base + p) as u32);
                 batch.targets.push(ex.ids[p + 1]);
@@ -135,16 +137,29 @@ mod tests {
         let a = ex(&[10, 11, 12, 13], &[false, false, true, true]);
         let b = ex(&[20, 21], &[false, true]);
         let batch = collate(&[&a, &b], 99);
-        assert_eq!((batch.batch_size, batch.seq_len), (2, 4));
-        assert_eq!(batch.ids, [10, 11, 12, 13, 20, 21, 99, 99]);
-        assert_eq!(batch.attention_mask, [1, 1, 1, 1, 1, 1, 0, 0]);
-        // Row 0: positions 1 and 2 predict tokens 12 and 13; row 1: position 0 (flat 4) predicts 21.
-        assert_eq!(batch.positions, [1, 2, 4]);
+        // Each row stops at the position that predicts its last target: 13 and 21 are never fed.
+        assert_eq!((batch.batch_size, batch.seq_len), (2, 3));
+        assert_eq!(batch.ids, [10, 11, 12, 20, 99, 99]);
+        assert_eq!(batch.attention_mask, [1, 1, 1, 1, 0, 0]);
+        // Row 0: positions 1 and 2 predict tokens 12 and 13; row 1: position 0 (flat 3) predicts 21.
+        assert_eq!(batch.positions, [1, 2, 3]);
         assert_eq!(batch.targets, [12, 13, 21]);
         assert_eq!(batch.real_tokens, 6);
         let t = batch.to_tensors(&Device::Cpu).unwrap();
-        assert_eq!(t.ids.dims(), [2, 4]);
-        assert_eq!(t.positions.to_vec1::<u32>().unwrap(), [1, 2, 4]);
+        assert_eq!(t.ids.dims(), [2, 3]);
+        assert_eq!(t.positions.to_vec1::<u32>().unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn input_stops_where_the_last_target_is_predicted() {
+        // Loss on the last token: everything but it is read.
+        assert_eq!(ex(&[1, 2, 3, 4], &[false, true, true, true]).input_len(), 3);
+        // Tokens after the last target are not read either.
+        assert_eq!(ex(&[1, 2, 3, 4, 5], &[false, true, false, false, false]).input_len(), 1);
+        // No target at all (the first token never is one): the sample is read whole.
+        assert_eq!(ex(&[1, 2, 3], &[true, false, false]).input_len(), 3);
+        assert_eq!(ex(&[], &[]).input_len(), 0);
+        assert!(collate(&[&ex(&[], &[])], 0).positions.is_empty());
     }
 
     #[test]

@@ -30,6 +30,16 @@ impl Example {
     pub fn n_targets(&self) -> usize {
         self.is_target.iter().skip(1).filter(|&&t| t).count()
     }
+
+    /// Tokens the model must read: up to the position that predicts the last loss token. Later
+    /// tokens (the closing `<|im_end|>` itself) predict nothing, and causal attention keeps them
+    /// out of every earlier position, so feeding them would only cost FLOPs.
+    pub fn input_len(&self) -> usize {
+        match self.is_target.iter().skip(1).rposition(|&t| t) {
+            Some(i) => i + 1,
+            None => self.ids.len(),
+        }
+    }
 }
 
 /// The tokenized data set with what was cut.

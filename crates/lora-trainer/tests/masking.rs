@@ -96,7 +96,7 @@ fn padding_and_its_token_ids_do_not_change_the_loss() {
     let (l_long, n_long) = loss_of(&model, &[long], 0);
     let alone = (l_short * n_short as f64 + l_long * n_long as f64) / (n_short + n_long) as f64;
     for pad in [0u32, 5, 123] {
-        // The short sample is right-padded to the long one's length here.
+        // The short sample is right-padded to the long one's input length here.
         let (l_batch, n) = loss_of(&model, &[short, long], pad);
         assert_eq!(n, n_short + n_long);
         assert!((l_batch - alone).abs() < 1e-5, "pad {pad}: {l_batch} vs {alone}");

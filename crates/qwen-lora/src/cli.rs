@@ -182,7 +182,8 @@ pub struct GenerationArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Prompts decoded together (sorted by length, left-padded; a finished prompt leaves the batch).
+    /// Prompts decoded together (sorted by length, left-padded; a finished prompt leaves the batch
+    /// and the next ones join it).
     #[arg(long, value_name = "N", default_value_t = GenerationConfig::default().batch_size)]
     pub batch_size: usize,
 

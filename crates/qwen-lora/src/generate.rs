@@ -1,11 +1,14 @@
-//! Batched, KV-cached generation.
+//! Batched, KV-cached generation with continuous batching.
 //!
-//! Prompts are sorted by length, cut into batches, left-padded and decoded together; a finished
-//! row leaves the batch (its cache rows are dropped), so long answers do not keep short ones
-//! busy. Positions count real tokens only, so a padded row decodes exactly like the same prompt
-//! alone (a test checks it token for token).
+//! Prompts are sorted by length (longest first) and decoded `batch_size` at a time. A finished row
+//! leaves the batch (its cache rows are dropped) and, once a quarter of the slots are free (or as
+//! many as there are prompts left), the next prompts are prefilled together and join it, their
+//! cache left-padded to the batch's length; so one long answer never leaves most slots idle.
+//! Positions count real tokens only, so a row decodes exactly like the same prompt alone (a test
+//! checks it token for token). With sampling (temperature > 0) the draws follow the batch's row
+//! order, so a seed reproduces a run only with the same batch size.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::model::{KvCache, Qwen2, positions_from_mask};
@@ -41,94 +44,153 @@ pub fn generate(
     if prompts.iter().any(|p| p.is_empty()) {
         return Err(Error::msg("generate: every prompt needs at least one token"));
     }
+    let mut out = vec![Vec::new(); prompts.len()];
+    if cfg.max_new_tokens == 0 || prompts.is_empty() {
+        if !prompts.is_empty() {
+            on_done(prompts.len());
+        }
+        return Ok(out);
+    }
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
-    let mut out = vec![Vec::new(); prompts.len()];
+    let size = cfg.batch_size.max(1);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut done = 0;
-    for chunk in order.chunks(cfg.batch_size.max(1)) {
-        let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
-        let results = generate_batch(model, &batch, stop, cfg, &mut rng)?;
-        for (&i, r) in chunk.iter().zip(results) {
-            out[i] = r;
+    let mut batch = Batch::default();
+    let (mut queued, mut done) = (order.as_slice(), 0);
+    loop {
+        let free = size - batch.rows.len();
+        if !queued.is_empty() && free >= (size / 4).max(1).min(queued.len()) {
+            let (joining, rest) = queued.split_at(free.min(queued.len()));
+            batch.join(model, prompts, joining)?;
+            queued = rest;
         }
-        done += chunk.len();
-        on_done(done);
+        if batch.rows.is_empty() {
+            return Ok(out);
+        }
+        let logits = batch.logits.take().ok_or_else(|| Error::msg("generate: no logits for the batch"))?;
+        let mut keep = Vec::with_capacity(batch.rows.len());
+        let mut next = Vec::with_capacity(batch.rows.len());
+        for (slot, row) in logits.to_dtype(DType::F32)?.to_vec2::<f32>()?.into_iter().enumerate() {
+            let r = &mut batch.rows[slot];
+            let tok = pick(row, &r.history, cfg, &mut rng);
+            if !stop.contains(&tok) {
+                out[r.prompt].push(tok);
+                r.history.push(tok);
+                if out[r.prompt].len() < cfg.max_new_tokens {
+                    keep.push(slot);
+                    next.push(tok);
+                    continue;
+                }
+            }
+            done += 1;
+            on_done(done);
+        }
+        batch.keep(model.device(), &keep)?;
+        if !batch.rows.is_empty() {
+            batch.step(model, next)?;
+        }
     }
-    Ok(out)
 }
 
-fn generate_batch(
-    model: &Qwen2,
-    prompts: &[&[u32]],
-    stop: &[u32],
-    cfg: &GenerationConfig,
-    rng: &mut StdRng,
-) -> Result<Vec<Vec<u32>>> {
-    let dev = model.device().clone();
-    let b = prompts.len();
-    let t = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-    // Left padding: every row's last prompt token sits at column t − 1.
-    let pad = stop.first().copied().unwrap_or(0);
-    let mut ids = Vec::with_capacity(b * t);
-    let mut valid = Vec::with_capacity(b * t);
-    for p in prompts {
-        ids.extend(std::iter::repeat_n(pad, t - p.len()).chain(p.iter().copied()));
-        valid.extend(std::iter::repeat_n(0u8, t - p.len()).chain(std::iter::repeat_n(1u8, p.len())));
-    }
-    let positions = positions_from_mask(&valid, b, t, &vec![0; b]);
-    let mut cache = KvCache::default();
-    let ids_t = Tensor::from_vec(ids, (b, t), &dev)?;
-    let hidden = model.forward_cached(&ids_t, &positions, valid.clone(), &mut cache)?;
-    let mut logits = model.last_logits(&hidden)?; // (b, vocab)
+/// One row of the running batch.
+struct Row {
+    /// Index of its prompt.
+    prompt: usize,
+    /// Prompt and generated tokens (for the repetition penalty).
+    history: Vec<u32>,
+    /// Position of the next token.
+    next_pos: u32,
+    /// Which cached positions are real tokens (left padding is not).
+    key_valid: Vec<u8>,
+}
 
-    // Per active row: original index, tokens so far (for the repetition penalty), next position.
-    let mut active: Vec<usize> = (0..b).collect();
-    let mut history: Vec<Vec<u32>> = prompts.iter().map(|p| p.to_vec()).collect();
-    let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
-    let mut out = vec![Vec::new(); b];
-    let mut key_valid: Vec<Vec<u8>> = valid.chunks(t).map(|c| c.to_vec()).collect();
+/// The rows being decoded, their shared KV cache and, between steps, their next-token logits.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<Row>,
+    cache: KvCache,
+    /// (rows, vocab)
+    logits: Option<Tensor>,
+}
 
-    for step in 0..cfg.max_new_tokens {
-        let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let mut keep = Vec::with_capacity(active.len());
-        let mut next = Vec::with_capacity(active.len());
-        for (slot, row) in rows.into_iter().enumerate() {
-            let i = active[slot];
-            let tok = pick(row, &history[i], cfg, rng);
-            if stop.contains(&tok) {
-                continue;
-            }
-            out[i].push(tok);
-            history[i].push(tok);
-            if step + 1 < cfg.max_new_tokens {
-                keep.push(slot);
-                next.push(tok);
-            }
+impl Batch {
+    /// Prefills `joining` (left-padded to the longest of them) and adds them below the rows
+    /// already decoding.
+    fn join(&mut self, model: &Qwen2, prompts: &[Vec<u32>], joining: &[usize]) -> Result<()> {
+        let (b, t) = (joining.len(), joining.iter().map(|&i| prompts[i].len()).max().unwrap_or(0));
+        // Padding ids are masked out; any id will do.
+        let (mut ids, mut valid) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+        for &i in joining {
+            let p = &prompts[i];
+            ids.extend(std::iter::repeat_n(0, t - p.len()).chain(p.iter().copied()));
+            valid.extend(std::iter::repeat_n(0u8, t - p.len()).chain(std::iter::repeat_n(1u8, p.len())));
         }
-        if keep.is_empty() {
-            break;
+        let positions = positions_from_mask(&valid, b, t, &vec![0; b]);
+        let mut cache = KvCache::default();
+        let ids = Tensor::from_vec(ids, (b, t), model.device())?;
+        let hidden = model.forward_cached(&ids, &positions, valid.clone(), &mut cache)?;
+        let logits = model.last_logits(&hidden)?; // (b, vocab)
+
+        // Left-pad whichever side is shorter so every row has the same number of cached positions.
+        let (old_t, total) = (self.cache.len(), self.cache.len().max(t));
+        for r in &mut self.rows {
+            r.key_valid.splice(0..0, std::iter::repeat_n(0, total - old_t));
         }
-        if keep.len() < active.len() {
-            let idx = Tensor::from_vec(keep.iter().map(|&s| s as u32).collect::<Vec<_>>(), keep.len(), &dev)?;
-            cache.select_rows(&idx)?;
-            active = keep.iter().map(|&s| active[s]).collect();
-            key_valid = keep.iter().map(|&s| std::mem::take(&mut key_valid[s])).collect();
+        for (&i, v) in joining.iter().zip(valid.chunks(t)) {
+            let mut key_valid = vec![0; total - t];
+            key_valid.extend_from_slice(v);
+            self.rows.push(Row {
+                prompt: i,
+                history: prompts[i].clone(),
+                next_pos: prompts[i].len() as u32,
+                key_valid,
+            });
         }
-        for kv in &mut key_valid {
-            kv.push(1);
-        }
-        let positions: Vec<u32> = active.iter().map(|&i| next_pos[i]).collect();
-        for &i in &active {
-            next_pos[i] += 1;
-        }
-        let n = active.len();
-        let ids_t = Tensor::from_vec(next, (n, 1), &dev)?;
-        let flat_valid: Vec<u8> = key_valid.iter().flatten().copied().collect();
-        let hidden = model.forward_cached(&ids_t, &positions, flat_valid, &mut cache)?;
-        logits = model.last_logits(&hidden)?;
+        self.cache.append_rows(cache)?;
+        self.logits = Some(match self.logits.take() {
+            Some(old) => Tensor::cat(&[&old, &logits], 0)?,
+            None => logits,
+        });
+        Ok(())
     }
-    Ok(out)
+
+    /// Keeps the rows at `slots` (in order) and drops cached positions that no row attends to.
+    fn keep(&mut self, device: &Device, slots: &[usize]) -> Result<()> {
+        if slots.len() < self.rows.len() {
+            let mut rows: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
+            self.rows = slots.iter().filter_map(|&s| rows[s].take()).collect();
+            if self.rows.is_empty() {
+                self.cache = KvCache::default();
+                return Ok(());
+            }
+            let idx = slots.iter().map(|&s| s as u32).collect::<Vec<_>>();
+            self.cache.select_rows(&Tensor::from_vec(idx, slots.len(), device)?)?;
+        }
+        let lead = self.rows.iter().map(|r| r.key_valid.iter().take_while(|&&v| v == 0).count()).min().unwrap_or(0);
+        if lead > 0 {
+            self.cache.drop_leading(lead)?;
+            for r in &mut self.rows {
+                r.key_valid.drain(..lead);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds each row its next token; leaves the logits of the token after it.
+    fn step(&mut self, model: &Qwen2, next: Vec<u32>) -> Result<()> {
+        let n = self.rows.len();
+        let positions: Vec<u32> = self.rows.iter().map(|r| r.next_pos).collect();
+        let mut key_valid = Vec::with_capacity(n * (self.cache.len() + 1));
+        for r in &mut self.rows {
+            r.next_pos += 1;
+            r.key_valid.push(1);
+            key_valid.extend_from_slice(&r.key_valid);
+        }
+        let ids = Tensor::from_vec(next, (n, 1), model.device())?;
+        let hidden = model.forward_cached(&ids, &positions, key_valid, &mut self.cache)?;
+        self.logits = Some(model.last_logits(&hidden)?);
+        Ok(())
+    }
 }
 
 /// Chooses the next token from one row of logits.

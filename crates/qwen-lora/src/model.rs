@@ -32,7 +32,7 @@ impl Mode {
 }
 
 /// Keys and values of every layer for the tokens seen so far: (b, kv_heads, t, head_dim) each.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
 }
@@ -51,6 +51,51 @@ impl KvCache {
         for (k, v) in self.layers.iter_mut().flatten() {
             *k = k.index_select(idx, 0)?;
             *v = v.index_select(idx, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `other`'s rows below this cache's. The shorter of the two is left-padded with zero
+    /// keys and values to the longer one's length; the caller marks those positions invalid.
+    pub fn append_rows(&mut self, other: KvCache) -> Result<()> {
+        if self.is_empty() {
+            *self = other;
+            return Ok(());
+        }
+        let t = self.len().max(other.len());
+        let pad_front = |x: &Tensor| -> Result<Tensor> {
+            let (b, h, tx, d) = x.dims4()?; // (b, n_kv, t_x, head_dim)
+            if tx == t {
+                return Ok(x.clone());
+            }
+            let zeros = Tensor::zeros((b, h, t - tx, d), x.dtype(), x.device())?;
+            Ok(Tensor::cat(&[&zeros, x], 2)?)
+        };
+        if self.layers.len() != other.layers.len() {
+            return Err(Error::msg("KvCache::append_rows: the caches hold different numbers of layers"));
+        }
+        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
+            match (mine.as_mut(), theirs) {
+                (Some((k, v)), Some((k2, v2))) => {
+                    *k = Tensor::cat(&[pad_front(k)?, pad_front(&k2)?], 0)?;
+                    *v = Tensor::cat(&[pad_front(v)?, pad_front(&v2)?], 0)?;
+                }
+                (None, None) => {}
+                _ => return Err(Error::msg("KvCache::append_rows: a layer is cached in one cache only")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the first `n` cached positions of every row (positions no row can attend to).
+    pub fn drop_leading(&mut self, n: usize) -> Result<()> {
+        let t = self.len();
+        if n > t {
+            return Err(Error::msg(format!("KvCache::drop_leading: {n} positions asked, {t} cached")));
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.narrow(2, n, t - n)?;
+            *v = v.narrow(2, n, t - n)?;
         }
         Ok(())
     }

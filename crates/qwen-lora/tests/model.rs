@@ -110,9 +110,71 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         .iter()
         .map(|p| generate(&model, std::slice::from_ref(p), &stop, &greedy(10, 1), |_| {}).unwrap().remove(0))
         .collect();
-    let batched = generate(&model, &prompts, &stop, &greedy(10, 8), |_| {}).unwrap();
-    assert_eq!(batched, single);
     assert!(single.iter().any(|s| s.len() < 10), "some row should stop early");
+    // Batch 8 holds every prompt; batches 2 and 3 refill as rows finish (continuous batching), so
+    // rows join a batch whose cache is longer than their prompt.
+    for size in [8, 3, 2] {
+        let mut finished = Vec::new();
+        let batched = generate(&model, &prompts, &stop, &greedy(10, size), |n| finished.push(n)).unwrap();
+        assert_eq!(batched, single, "batch size {size}");
+        assert_eq!(finished, (1..=prompts.len()).collect::<Vec<_>>(), "batch size {size}");
+    }
+    let none = generate(&model, &prompts, &stop, &greedy(0, 2), |_| {}).unwrap();
+    assert!(none.len() == prompts.len() && none.iter().all(Vec::is_empty));
+}
+
+#[test]
+fn appended_cache_rows_decode_like_their_own_cache() {
+    // Two caches of different lengths, joined (the shorter left-padded), then one decode step for
+    // both rows at once must give each row's logits from its own cache.
+    let model = tiny_model(11, DType::F32);
+    let (a, b) = (ids(1, 7), ids(2, 4));
+    let prefill = |seq: &[u32], cache: &mut KvCache| {
+        let x = Tensor::from_vec(seq.to_vec(), (1, seq.len()), &Device::Cpu).unwrap();
+        let positions: Vec<u32> = (0..seq.len() as u32).collect();
+        model.forward_cached(&x, &positions, vec![1; seq.len()], cache).unwrap();
+    };
+    let step = |tok: u32, pos: usize, valid: Vec<u8>, cache: &mut KvCache, rows: usize| {
+        let x = Tensor::from_vec(vec![tok; rows], (rows, 1), &Device::Cpu).unwrap();
+        let h = model.forward_cached(&x, &vec![pos as u32; rows], valid, cache).unwrap();
+        model.last_logits(&h).unwrap()
+    };
+    let (mut ca, mut cb) = (KvCache::default(), KvCache::default());
+    prefill(&a, &mut ca);
+    prefill(&b, &mut cb);
+    let alone_a = step(9, a.len(), vec![1; a.len() + 1], &mut ca.clone(), 1);
+    let alone_b = step(9, b.len(), vec![1; b.len() + 1], &mut cb.clone(), 1);
+    for (first, second, first_len, second_len) in [(&ca, &cb, a.len(), b.len()), (&cb, &ca, b.len(), a.len())] {
+        let mut joined = first.clone();
+        joined.append_rows(second.clone()).unwrap();
+        let t = a.len();
+        assert_eq!(joined.len(), t);
+        let valid = |len: usize| [vec![0u8; t - len], vec![1; len + 1]].concat();
+        let x = Tensor::from_vec(vec![9u32, 9], (2, 1), &Device::Cpu).unwrap();
+        let h = model
+            .forward_cached(
+                &x,
+                &[first_len as u32, second_len as u32],
+                [valid(first_len), valid(second_len)].concat(),
+                &mut joined,
+            )
+            .unwrap();
+        let both = model.last_logits(&h).unwrap();
+        let (want_first, want_second) = if first_len == a.len() { (&alone_a, &alone_b) } else { (&alone_b, &alone_a) };
+        assert!(max_abs_diff(&both.i(0..1).unwrap(), want_first) < 1e-5);
+        assert!(max_abs_diff(&both.i(1..2).unwrap(), want_second) < 1e-5);
+        // Once the long row has left, the padding in front of the short one can go, changing nothing.
+        let short_row = if first_len < second_len { 0u32 } else { 1 };
+        joined.select_rows(&Tensor::new(&[short_row], &Device::Cpu).unwrap()).unwrap();
+        joined.drop_leading(t - b.len()).unwrap();
+        assert_eq!(joined.len(), b.len() + 1);
+        let next = step(5, b.len() + 1, vec![1; b.len() + 2], &mut joined, 1);
+        let mut alone = cb.clone();
+        step(9, b.len(), vec![1; b.len() + 1], &mut alone, 1);
+        let want = step(5, b.len() + 1, vec![1; b.len() + 2], &mut alone, 1);
+        assert!(max_abs_diff(&next, &want) < 1e-5);
+        assert!(joined.drop_leading(joined.len() + 1).is_err());
+    }
 }
 
 #[test]

@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use candle_core::Device;
-use lora_trainer::batch::{Batch, collate, length_grouped_batches};
-use lora_trainer::data::{Example, pad_id, tokenize_samples};
+use lora_trainer::batch::{Batch, length_grouped_batches};
+use lora_trainer::data::{Example, tokenize_samples};
 use lora_trainer::loss::batch_loss;
 use lora_trainer::{TrainConfig, TrainOptions};
 use qwen_lora::Config;
@@ -84,11 +84,17 @@ pub struct TrainEpochResult {
     /// Real tokens and loss positions of one epoch (after truncation to max_length).
     pub epoch_tokens: usize,
     pub epoch_loss_positions: usize,
+    /// Tokens the model reads in one epoch: each sample up to the position predicting its last
+    /// loss token (`Example::input_len`); the FLOPs are counted on these. 0 in results saved
+    /// before it existed, when every real token was fed.
+    #[serde(default)]
+    pub epoch_fed_tokens: usize,
     /// Mean padded rows (tokens) of the epoch's micro-batches: the row count its matmuls run at.
     /// (This and the eval figures default to 0 when reading results saved before they existed.)
     #[serde(default)]
     pub mean_batch_rows: f64,
-    /// The same for the eval set, whose loss the trainer computes (forward only) after each epoch.
+    /// The same for the eval set, whose loss the trainer computes (forward only) after each epoch:
+    /// tokens fed (as `epoch_fed_tokens`) and loss positions.
     #[serde(default)]
     pub eval_tokens: usize,
     #[serde(default)]
@@ -120,16 +126,26 @@ fn lora_model(s: &Settings, config: &TrainConfig) -> anyhow::Result<(BaseModel, 
 
 /// Training samples packed back to back into `rows` rows of exactly `len` tokens (cycling through
 /// the set if it is short), keeping each token's loss flag.
-fn packed_batch(examples: &[Example], rows: usize, len: usize, pad: u32) -> anyhow::Result<Batch> {
+fn packed_batch(examples: &[Example], rows: usize, len: usize) -> anyhow::Result<Batch> {
     anyhow::ensure!(!examples.is_empty(), "the training set has no usable sample");
-    let mut stream = examples.iter().cycle().flat_map(|e| e.ids.iter().copied().zip(e.is_target.iter().copied()));
-    let rows: Vec<Example> = (0..rows)
-        .map(|_| {
-            let (ids, is_target) = stream.by_ref().take(len).unzip();
-            Example { ids, is_target }
-        })
-        .collect();
-    Ok(collate(&rows.iter().collect::<Vec<_>>(), pad))
+    let stream = examples.iter().cycle().flat_map(|e| e.ids.iter().copied().zip(e.is_target.iter().copied()));
+    let (ids, is_target): (Vec<u32>, Vec<bool>) = stream.take(rows * len).unzip();
+    // Every token is fed (a fixed shape), unlike `collate`, which stops each sample at its last
+    // loss position; a position predicts the next token of its own row.
+    let (mut positions, mut targets) = (Vec::new(), Vec::new());
+    for p in (0..rows * len).filter(|p| (p + 1) % len != 0 && is_target[p + 1]) {
+        positions.push(p as u32);
+        targets.push(ids[p + 1]);
+    }
+    Ok(Batch {
+        batch_size: rows,
+        seq_len: len,
+        attention_mask: vec![1; ids.len()],
+        real_tokens: ids.len(),
+        ids,
+        positions,
+        targets,
+    })
 }
 
 pub fn run_step(s: &Settings) -> anyhow::Result<TrainStepResult> {
@@ -137,7 +153,7 @@ pub fn run_step(s: &Settings) -> anyhow::Result<TrainStepResult> {
     let (base, model, device) = lora_model(s, &config)?;
     let texts = train_texts(s)?;
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
-    let batch = packed_batch(&prepared.examples, s.step_rows, s.step_len, pad_id(&base.tokenizer))?;
+    let batch = packed_batch(&prepared.examples, s.step_rows, s.step_len)?;
     let tensors = batch.to_tensors(&device)?;
 
     let forward = || -> anyhow::Result<()> {
@@ -190,14 +206,15 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
     let texts = train_texts(s)?;
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
     let epoch_tokens: usize = prepared.examples.iter().map(|e| e.ids.len()).sum();
+    let epoch_fed_tokens: usize = prepared.examples.iter().map(Example::input_len).sum();
     let epoch_loss_positions: usize = prepared.examples.iter().map(Example::n_targets).sum();
     let batches = length_grouped_batches(&prepared.examples, config.micro_batch);
     let padded: usize =
-        batches.iter().map(|b| b.len() * b.iter().map(|&i| prepared.examples[i].ids.len()).max().unwrap_or(0)).sum();
+        batches.iter().map(|b| b.len() * b.iter().map(|&i| prepared.examples[i].input_len()).max().unwrap_or(0)).sum();
     let mean_batch_rows = padded as f64 / batches.len().max(1) as f64;
     let eval_texts = super::eval_texts(s)?;
     let eval = tokenize_samples(&base.tokenizer, &eval_texts, config.max_length, config.loss)?;
-    let eval_tokens: usize = eval.examples.iter().map(|e| e.ids.len()).sum();
+    let eval_tokens: usize = eval.examples.iter().map(Example::input_len).sum();
     let eval_loss_positions: usize = eval.examples.iter().map(Example::n_targets).sum();
     let micro_batches = prepared.examples.len().div_ceil(config.micro_batch);
     let steps_per_epoch = micro_batches.div_ceil(config.grad_accum);
@@ -209,8 +226,7 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
     let wall_seconds = started.elapsed().as_secs_f64();
     let per_token = summary.train_seconds / summary.train_tokens.max(1) as f64;
     let flops = FlopModel::from_config(&base.config);
-    let epoch_flops = flops.train_flops(epoch_tokens, epoch_loss_positions);
-    Ok(TrainEpochResult {
+    let mut result = TrainEpochResult {
         steps: summary.global_steps,
         micro_batch: config.micro_batch,
         grad_accum: config.grad_accum,
@@ -218,6 +234,7 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
         steps_per_epoch,
         epoch_tokens,
         epoch_loss_positions,
+        epoch_fed_tokens,
         mean_batch_rows,
         eval_tokens,
         eval_loss_positions,
@@ -227,9 +244,23 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
         tokens_per_s: summary.tokens_per_sec,
         epoch_seconds: per_token * epoch_tokens as f64,
         epoch_seconds_by_steps: summary.train_seconds / summary.global_steps.max(1) as f64 * steps_per_epoch as f64,
-        train_gflops: epoch_flops / epoch_tokens.max(1) as f64 / per_token / 1e9,
+        train_gflops: 0.0,
         flops,
-    })
+    };
+    result.train_gflops = result.epoch_flops() / result.epoch_seconds / 1e9;
+    Ok(result)
+}
+
+impl TrainEpochResult {
+    /// Tokens the model reads in one epoch (all real tokens in results saved before that count).
+    pub fn fed_tokens(&self) -> usize {
+        if self.epoch_fed_tokens > 0 { self.epoch_fed_tokens } else { self.epoch_tokens }
+    }
+
+    /// The FLOPs of one epoch's training (forward + input gradients).
+    pub fn epoch_flops(&self) -> f64 {
+        self.flops.train_flops(self.fed_tokens(), self.epoch_loss_positions)
+    }
 }
 
 #[cfg(test)]
@@ -253,16 +284,33 @@ mod tests {
     }
 
     #[test]
+    fn epoch_flops_count_the_fed_tokens() {
+        let flops = FlopModel { layer_params: 10, lm_head_params: 100 };
+        let mut e: TrainEpochResult = serde_json::from_value(serde_json::json!({
+            "steps": 1, "micro_batch": 4, "grad_accum": 2, "samples": 2, "steps_per_epoch": 1,
+            "epoch_tokens": 50, "epoch_loss_positions": 20, "trained_tokens": 50, "train_seconds": 1.0,
+            "wall_seconds": 1.0, "tokens_per_s": 50.0, "epoch_seconds": 1.0, "epoch_seconds_by_steps": 1.0,
+            "train_gflops": 1.0, "flops": flops,
+        }))
+        .unwrap();
+        // Saved before `epoch_fed_tokens` existed: every real token was fed.
+        assert_eq!(e.epoch_fed_tokens, 0);
+        assert_eq!(e.epoch_flops(), flops.train_flops(50, 20));
+        e.epoch_fed_tokens = 48;
+        assert_eq!(e.epoch_flops(), 4.0 * (10.0 * 48.0 + 100.0 * 20.0));
+    }
+
+    #[test]
     fn packing_fills_rows_exactly_and_keeps_flags() {
         let a = Example { ids: vec![1, 2, 3], is_target: vec![false, true, true] };
         let b = Example { ids: vec![4, 5], is_target: vec![false, true] };
-        let batch = packed_batch(&[a, b], 2, 4, 0).unwrap();
+        let batch = packed_batch(&[a, b], 2, 4).unwrap();
         assert_eq!((batch.batch_size, batch.seq_len, batch.real_tokens), (2, 4, 8));
         // Stream: 1 2 3 4 | 5 1 2 3 (cycled).
         assert_eq!(batch.ids, [1, 2, 3, 4, 5, 1, 2, 3]);
         // Row 0 targets 2, 3 (positions 0, 1); row 1 targets 2, 3 (flat positions 5, 6).
         assert_eq!(batch.targets, [2, 3, 2, 3]);
         assert_eq!(batch.positions, [0, 1, 5, 6]);
-        assert!(packed_batch(&[], 1, 4, 0).is_err());
+        assert!(packed_batch(&[], 1, 4).is_err());
     }
 }
