@@ -173,7 +173,7 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
 fn main() -> ExitCode {
     cli_support::park_idle_candle_workers();
     cli_support::init_logging();
-    match run(Args::parse()) {
+    match cli_support::on_compute_pool(|| run(Args::parse())) {
         Ok(RunStatus::Interrupted) => ExitCode::from(130),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
