@@ -45,10 +45,9 @@ pub fn generate(
         return Err(Error::msg("generate: every prompt needs at least one token"));
     }
     let mut out = vec![Vec::new(); prompts.len()];
-    if cfg.max_new_tokens == 0 || prompts.is_empty() {
-        if !prompts.is_empty() {
-            on_done(prompts.len());
-        }
+    // (No prompts: the loop below returns at once.)
+    if cfg.max_new_tokens == 0 && !prompts.is_empty() {
+        on_done(prompts.len());
         return Ok(out);
     }
     let mut order: Vec<usize> = (0..prompts.len()).collect();
