@@ -121,6 +121,9 @@ def part_train(a):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.01)
     batch, pad_to, accum = 4, 192, 2
+    # The recipe trains in f32; --autocast-bf16 runs the forward under CPU bf16 autocast (oneDNN's
+    # bf16 kernels), a comparison point for kb-lora's bf16 products, not the recipe.
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast_bf16)
 
     def micro(i):
         chunk = [texts[(i * batch + k) % len(texts)] for k in range(batch)]
@@ -128,7 +131,8 @@ def part_train(a):
         labels = enc["input_ids"].clone()
         labels[enc["attention_mask"] == 0] = -100
         start = time.perf_counter()
-        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels)
+        with autocast:
+            out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels)
         (out.loss / accum).backward()
         if i % accum == accum - 1:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -148,6 +152,7 @@ def part_train(a):
     return {
         "transformers_train": {
             "micro_steps": a.micro_steps,
+            "autocast_bf16": a.autocast_bf16,
             "batch": batch,
             "pad_to": pad_to,
             "micro_step_seconds": med,
@@ -331,7 +336,7 @@ def common_args(a):
         "--gen-prompts", str(a.gen_prompts), "--llama-prompts", str(a.llama_prompts),
         "--max-new-tokens", str(a.max_new_tokens), "--threads", str(a.threads),
         "--matmul-tokens", str(a.matmul_tokens), "--matmul-dims", ",".join(map(str, a.matmul_dims)),
-    ]  # fmt: skip
+    ] + (["--autocast-bf16"] if a.autocast_bf16 else [])  # fmt: skip
 
 
 def summary(r):
@@ -362,6 +367,8 @@ def main():
     p.add_argument("--part", choices=("all",) + PARTS, default="all", help="which part (all: each in a child process)")
     p.add_argument("--skip", nargs="*", choices=PARTS, default=[], help="parts not to run")
     p.add_argument("--micro-steps", type=int, default=3, help="timed training micro-steps (after one warm-up)")
+    p.add_argument("--autocast-bf16", action="store_true",
+                   help="train: forward under torch.autocast('cpu', bfloat16) instead of the recipe's f32")
     p.add_argument("--gen-prompts", type=int, default=3, help="eval prompts for transformers generate")
     p.add_argument("--llama-prompts", type=int, default=8, help="eval prompts for llama.cpp")
     p.add_argument("--max-new-tokens", type=int, default=150, help="most new tokens per answer (as the evaluator)")

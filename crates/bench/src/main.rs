@@ -101,6 +101,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 16)]
     eval_batch: usize,
 
+    /// train-step, train-epoch: precision of the products with frozen weights (`auto`: bf16 where
+    /// the CPU has AVX512-BF16, as train-qwen-lora does; `f32`; `bf16`).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    frozen_matmul: lora_trainer::FrozenMatmul,
+
     /// Reference figures measured live: the JSON written by scripts/bench_reference.py.
     #[arg(long, value_name = "FILE")]
     reference: Option<PathBuf>,
@@ -159,6 +164,7 @@ impl Args {
             per_prompt: self.per_prompt.max(1),
             eval_max_new_tokens: self.eval_max_new_tokens.max(1),
             eval_batch: self.eval_batch.max(1),
+            frozen_matmul: self.frozen_matmul,
         })
     }
 }

@@ -45,6 +45,9 @@ pub struct RefTrain {
     pub load_seconds: Option<f64>,
     #[serde(default)]
     pub peak_memory_bytes: Option<u64>,
+    /// The forward ran under torch's CPU bf16 autocast (`--autocast-bf16`), not the recipe's f32.
+    #[serde(default)]
+    pub autocast_bf16: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

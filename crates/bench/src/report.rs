@@ -101,7 +101,6 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
         }
     );
 
-    let ceiling = r.matmul.as_ref().map(|m| m.ceiling_gflops);
     let mut rows: Vec<Row> = Vec::new();
     if let Some(m) = &r.matmul {
         // torch's figure only compares when it was measured on the same shapes.
@@ -120,6 +119,15 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
             speedup,
             None,
         ));
+        if let Some(b) = m.bf16_ceiling_gflops {
+            rows.push(row(
+                &format!("bf16 matmul ceiling (f32 sums, packed weights), same shapes, {} tokens", m.tokens),
+                format!("{b:.1} GFLOP/s ({:.2}× f32)", b / m.ceiling_gflops),
+                None,
+                None,
+                None,
+            ));
+        }
     }
     if let Some(l) = &r.load {
         let other = refs.file.transformers_train.as_ref().and_then(|t| t.load_seconds).map(|s| (secs(s), LIVE));
@@ -160,9 +168,9 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
             None,
             None,
         ));
-        if let Some(c) = ceiling {
+        if let Some((c, label)) = train_ceiling(r, t.bf16) {
             rows.push(row(
-                "training compute (train-step), share of the matmul ceiling",
+                &format!("training compute (train-step), share of the {label}"),
                 format!("{:.1} GFLOP/s = {:.0}%", t.train_gflops, 100.0 * t.train_gflops / c),
                 None,
                 None,
@@ -186,10 +194,10 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
             Some(re.value / e.epoch_seconds),
             None,
         ));
-        if let Some(c) = ceiling {
+        if let Some((c, label)) = train_ceiling(r, e.bf16) {
             let b = Bound::new(e, c);
             rows.push(row(
-                "training, one epoch at 100% of the matmul ceiling (a bound, not a run)",
+                &format!("training, one epoch at 100% of the {label} (a bound, not a run)"),
                 secs(b.epoch_seconds),
                 Some((secs(re.value), re.source)),
                 Some(re.value / b.epoch_seconds),
@@ -200,14 +208,14 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
                 ModelSize::Large => (45.0, "≤ 45 min (issue 9)"),
             };
             rows.push(row(
-                "whole run at 100% of the ceiling: 3 epochs + 3 eval-loss passes (a bound)",
+                &format!("whole run at 100% of the {label}: 3 epochs + 3 eval-loss passes (a bound)"),
                 secs(b.run_seconds),
                 None,
                 None,
                 Some((label, b.run_seconds <= limit * 60.0)),
             ));
             rows.push(row(
-                "training compute (train-epoch), share of the matmul ceiling",
+                &format!("training compute (train-epoch), share of the {label}"),
                 format!("{:.1} GFLOP/s = {:.0}%", e.train_gflops, 100.0 * e.train_gflops / c),
                 None,
                 None,
@@ -270,7 +278,7 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
         rows.into_iter().map(|r| r.cells.to_vec()),
     );
 
-    details(w, r, refs, ceiling);
+    details(w, r, refs);
     out
 }
 
@@ -293,7 +301,17 @@ impl Bound {
     }
 }
 
-fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>) {
+/// The ceiling a training result compares with: the bf16 one when its products ran in bf16.
+fn train_ceiling(r: &Results, bf16: bool) -> Option<(f64, &'static str)> {
+    let m = r.matmul.as_ref()?;
+    if bf16 {
+        m.bf16_ceiling_gflops.map(|c| (c, "bf16 matmul ceiling"))
+    } else {
+        Some((m.ceiling_gflops, "matmul ceiling"))
+    }
+}
+
+fn details(w: &mut String, r: &Results, refs: &References) {
     if let Some(m) = &r.matmul {
         let _ = writeln!(w, "### matmul (candle f32, x·Wᵀ and dY·W, {} tokens)\n", m.tokens);
         table(
@@ -314,6 +332,13 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
             "Layer mix: forward {:.1} GFLOP/s; forward + input gradient (the ceiling) {:.1} GFLOP/s.\n",
             m.fwd_gflops, m.ceiling_gflops
         );
+        if let Some(b) = m.bf16_ceiling_gflops {
+            let _ = writeln!(
+                w,
+                "bf16 products (qwen_lora::bf16: packed weights, activations rounded per call, f32 sums), the same layer mix of forward + input gradient: {b:.1} GFLOP/s ({:.2}× f32).\n",
+                b / m.ceiling_gflops
+            );
+        }
     }
     if let Some(l) = &r.load {
         let _ = writeln!(
@@ -354,7 +379,10 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
             "### train-step (LoRA r16 q/k/v/o, {} rows × {} packed tokens, {} loss positions)\n",
             t.rows, t.seq_len, t.loss_positions
         );
-        let share = |g: f64| ceiling.map_or(String::new(), |c| format!(" ({:.0}% of the ceiling)", 100.0 * g / c));
+        let ceiling = train_ceiling(r, t.bf16);
+        let share =
+            |g: f64| ceiling.map_or(String::new(), |(c, label)| format!(" ({:.0}% of the {label})", 100.0 * g / c));
+        let _ = writeln!(w, "- products with frozen weights: {}", if t.bf16 { "bf16, f32 sums" } else { "f32" });
         let _ = writeln!(
             w,
             "- forward (eval mode, no backward): {:.2} s = {:.1} tok/s, {:.1} GFLOP/s{}",
@@ -419,14 +447,21 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
             w,
             "- excluded: the per-epoch eval-loss pass and checkpoint writes; included: the first (cold) step"
         );
-        let share = ceiling.map_or(String::new(), |c| format!(" = {:.0}% of the ceiling", 100.0 * e.train_gflops / c));
-        let _ = writeln!(w, "- training compute at the epoch's token mix: {:.1} GFLOP/s{share}", e.train_gflops);
-        if let Some(c) = ceiling {
+        let ceiling = train_ceiling(r, e.bf16);
+        let share =
+            ceiling.map_or(String::new(), |(c, label)| format!(" = {:.0}% of the {label}", 100.0 * e.train_gflops / c));
+        let _ = writeln!(
+            w,
+            "- training compute at the epoch's token mix ({} products with frozen weights): {:.1} GFLOP/s{share}",
+            if e.bf16 { "bf16" } else { "f32" },
+            e.train_gflops
+        );
+        if let Some((c, label)) = ceiling {
             let b = Bound::new(e, c);
             let need = b.epoch_flops / (refs.epoch_seconds.value / 5.0) / 1e9;
             let _ = writeln!(
                 w,
-                "- bound: the recipe's FLOPs at 100% of the {c:.1} GFLOP/s ceiling take {} per epoch and {} for a whole run (3 epochs, plus 3 eval-loss passes over {} eval tokens with {} loss positions, forward only; loading and checkpoints not counted)",
+                "- bound: the recipe's FLOPs at 100% of the {c:.1} GFLOP/s {label} take {} per epoch and {} for a whole run (3 epochs, plus 3 eval-loss passes over {} eval tokens with {} loss positions, forward only; loading and checkpoints not counted)",
                 secs(b.epoch_seconds),
                 secs(b.run_seconds),
                 e.eval_tokens,
@@ -434,7 +469,7 @@ fn details(w: &mut String, r: &Results, refs: &References, ceiling: Option<f64>)
             );
             let _ = writeln!(
                 w,
-                "- an epoch 5× faster than the reference's {} needs {need:.1} GFLOP/s = {:.0}% of the ceiling",
+                "- an epoch 5× faster than the reference's {} needs {need:.1} GFLOP/s = {:.0}% of the {label}",
                 secs(refs.epoch_seconds.value),
                 100.0 * need / c
             );
@@ -501,7 +536,8 @@ fn reference_details(w: &mut String, refs: &References) {
     if let Some(t) = &f.transformers_train {
         let _ = writeln!(
             w,
-            "- transformers + PEFT training (live): {} micro-steps of batch {} padded to {}: median {:.1} s each ({:.1} real tok/s, {:.1} padded tok/s); epoch = {} micro-steps = {}{}",
+            "- transformers + PEFT training (live{}): {} micro-steps of batch {} padded to {}: median {:.1} s each ({:.1} real tok/s, {:.1} padded tok/s); epoch = {} micro-steps = {}{}",
+            if t.autocast_bf16 { ", forward under torch's bf16 autocast, not the recipe's f32" } else { "" },
             t.micro_steps,
             t.batch,
             t.pad_to,
@@ -593,6 +629,7 @@ mod tests {
             epoch_seconds_by_steps: epoch_seconds + 4.0,
             train_gflops: 90.0,
             flops: FlopModel { layer_params, lm_head_params: 136_134_656 },
+            bf16: false,
         }
     }
 
@@ -620,6 +657,7 @@ mod tests {
             shapes: vec![],
             fwd_gflops: 110.0,
             ceiling_gflops: 100.0,
+            bf16_ceiling_gflops: None,
         };
         let r = Results { matmul: Some(matmul.clone()), train_epoch: Some(epoch(357_826_560)), ..Results::default() };
         let torch = |tokens| RefMatmul {
@@ -643,7 +681,7 @@ mod tests {
             "{text}"
         );
         // 5× the reference = 270 s per epoch = 113.6 GFLOP/s, above the ceiling.
-        assert!(text.contains("needs 113.6 GFLOP/s = 114% of the ceiling"), "{text}");
+        assert!(text.contains("needs 113.6 GFLOP/s = 114% of the matmul ceiling"), "{text}");
         assert!(text.contains("| 100.0 GFLOP/s | torch 80.0 GFLOP/s | measured live | 1.25× |"), "{text}");
 
         // torch measured on other shapes is not compared; a 1.5B-sized model gets the 45-minute target.
@@ -657,6 +695,33 @@ mod tests {
         // (53.5 s × 75 = 66.9 min), and its peak memory with nothing (none was measured for 1.5B).
         assert!(text.contains("| 66.9 min | reference (measured earlier, PERFORMANCE.md) |"), "{text}");
         assert!(text.contains("| training peak memory | 8.00 GiB | — | — | — | ≤ 10 GiB (1.5B) | yes |"), "{text}");
+    }
+
+    #[test]
+    fn a_bf16_run_is_priced_at_the_bf16_ceiling() {
+        use crate::sections::matmul::MatmulResult;
+        let matmul = MatmulResult {
+            tokens: 256,
+            dims: [896, 128, 4864],
+            shapes: vec![],
+            fwd_gflops: 110.0,
+            ceiling_gflops: 100.0,
+            bf16_ceiling_gflops: Some(200.0),
+        };
+        let epoch = TrainEpochResult { bf16: true, ..epoch_result(357_826_560, 400.0) };
+        let r = Results { matmul: Some(matmul), train_epoch: Some(epoch), ..Results::default() };
+        let text = render(&header(), &r, &References::new(None, ModelSize::Small));
+        assert!(text.contains("| 200.0 GFLOP/s (2.00× f32) |"), "{text}");
+        // 30.66 TFLOP at 200 GFLOP/s = 153.3 s; 90 GFLOP/s is 45% of 200, not 90% of 100.
+        assert!(
+            text.contains("one epoch at 100% of the bf16 matmul ceiling (a bound, not a run) | 2.6 min |"),
+            "{text}"
+        );
+        assert!(text.contains("| 90.0 GFLOP/s = 45% | — | — | — | ≥ 60% (issue 9) | **no** |"), "{text}");
+        // An f32 run on the same machine is priced at the f32 ceiling.
+        let r = Results { train_epoch: Some(epoch_result(357_826_560, 400.0)), ..r };
+        let text = render(&header(), &r, &References::new(None, ModelSize::Small));
+        assert!(text.contains("| 90.0 GFLOP/s = 90% |"), "{text}");
     }
 
     #[test]

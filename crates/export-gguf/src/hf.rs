@@ -70,7 +70,7 @@ pub fn export_from_hf(src: &ModelSource, adapter: Option<&Path>, out: &Path, dty
     metadata.extend(tokenizer_metadata(&dir, &base.config)?);
     let mut tensors = Vec::new();
     let mut fallbacks = Vec::new();
-    for (hf, t) in model.named_weights() {
+    for (hf, t) in model.named_weights()? {
         let g = hf_to_gguf_name(&hf).ok_or_else(|| Error::Msg(format!("internal: no GGUF name for {hf}")))?;
         let ty = if t.rank() == 1 {
             GgmlDType::F32

@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use candle_core::DType;
 use qwen_lora::lora::LoraConfig;
+use qwen_lora::model::Qwen2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -22,6 +24,34 @@ pub enum LossMode {
     Answer,
     /// Every non-padding token, prompt included (what the Python reference did).
     Sequence,
+}
+
+/// Precision of the products with frozen weights (the bulk of the training compute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrozenMatmul {
+    /// bf16 when the CPU has AVX512-BF16 and the model is f32 on the CPU, else f32.
+    Auto,
+    /// f32 throughout.
+    F32,
+    /// bf16 operands with f32 sums (`qwen_lora::bf16`); an error where the CPU lacks AVX512-BF16.
+    Bf16,
+}
+
+impl FrozenMatmul {
+    /// Applies the setting to a freshly built model; returns whether bf16 is in effect.
+    pub fn apply(self, model: &mut Qwen2) -> Result<bool> {
+        let eligible = model.dtype() == DType::F32 && model.device().is_cpu();
+        let bf16 = match self {
+            FrozenMatmul::F32 => false,
+            FrozenMatmul::Auto => eligible && qwen_lora::bf16::available(),
+            FrozenMatmul::Bf16 => true,
+        };
+        if bf16 {
+            model.use_bf16_matmuls().map_err(|e| Error::invalid("frozen_matmul", e.to_string()))?;
+        }
+        Ok(bf16)
+    }
 }
 
 /// Learning-rate schedule after the linear warmup.
@@ -117,6 +147,8 @@ pub struct TrainConfig {
     pub adam_beta2: f64,
     /// AdamW epsilon (added to the denominator).
     pub adam_epsilon: f64,
+    /// Precision of the products with frozen weights: "auto", "f32" or "bf16".
+    pub frozen_matmul: FrozenMatmul,
     /// The adapter.
     pub lora: LoraSection,
 }
@@ -141,6 +173,7 @@ impl Default for TrainConfig {
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
+            frozen_matmul: FrozenMatmul::Auto,
             lora: LoraSection::default(),
         }
     }
@@ -246,6 +279,28 @@ impl fmt::Display for LossMode {
     }
 }
 
+impl FromStr for FrozenMatmul {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(FrozenMatmul::Auto),
+            "f32" => Ok(FrozenMatmul::F32),
+            "bf16" => Ok(FrozenMatmul::Bf16),
+            _ => Err(format!("unknown frozen_matmul `{s}`; use `auto`, `f32` or `bf16`")),
+        }
+    }
+}
+
+impl fmt::Display for FrozenMatmul {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FrozenMatmul::Auto => "auto",
+            FrozenMatmul::F32 => "f32",
+            FrozenMatmul::Bf16 => "bf16",
+        })
+    }
+}
+
 impl FromStr for SchedulerKind {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -328,5 +383,10 @@ mod tests {
         assert_eq!("sequence".parse::<LossMode>().unwrap(), LossMode::Sequence);
         assert!("all".parse::<LossMode>().unwrap_err().contains("answer"));
         assert_eq!("linear".parse::<SchedulerKind>().unwrap(), SchedulerKind::Linear);
+        assert_eq!("bf16".parse::<FrozenMatmul>().unwrap(), FrozenMatmul::Bf16);
+        assert!("fp16".parse::<FrozenMatmul>().unwrap_err().contains("auto"));
+        let c = TrainConfig::from_toml_str("frozen_matmul = \"f32\"\n").unwrap();
+        assert_eq!(c.frozen_matmul, FrozenMatmul::F32);
+        assert!(TrainConfig::from_toml_str("frozen_matmul = \"half\"\n").unwrap_err().contains("frozen_matmul"));
     }
 }

@@ -23,7 +23,7 @@ pub mod progress;
 pub mod schedule;
 pub mod trainer;
 
-pub use config::{LossMode, SchedulerKind, TrainConfig};
+pub use config::{FrozenMatmul, LossMode, SchedulerKind, TrainConfig};
 pub use error::{Error, Result};
 pub use metrics::{RunStatus, TrainSummary};
 pub use trainer::{Resume, TrainOptions, train};

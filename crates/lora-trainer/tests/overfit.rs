@@ -1,5 +1,6 @@
 //! Training on four samples drives their answer loss down by at least 90%, and greedy decoding
-//! with the saved `final_model/` then reproduces each answer exactly — and stops by itself.
+//! with the saved `final_model/` then reproduces each answer exactly — and stops by itself. Once
+//! with f32 products, once with bf16 ones (where the CPU has AVX512-BF16), decoding in f32.
 
 mod common;
 
@@ -9,7 +10,7 @@ use lora_trainer::batch::collate;
 use lora_trainer::data::tokenize_samples;
 use lora_trainer::loss::batch_loss;
 use lora_trainer::metrics::MetricRecord;
-use lora_trainer::{LossMode, RunStatus, SchedulerKind, TrainConfig, TrainOptions};
+use lora_trainer::{FrozenMatmul, LossMode, RunStatus, SchedulerKind, TrainConfig, TrainOptions};
 use qwen_lora::generate::{GenerationConfig, generate};
 use qwen_lora::model::{Mode, Qwen2};
 
@@ -26,6 +27,15 @@ fn answer_loss(model: &Qwen2, texts: &[String]) -> f64 {
 
 #[test]
 fn four_samples_are_learned_exactly() {
+    learn_four_samples(FrozenMatmul::F32);
+}
+
+#[test]
+fn four_samples_are_learned_exactly_with_bf16_products() {
+    learn_four_samples(FrozenMatmul::Bf16);
+}
+
+fn learn_four_samples(frozen_matmul: FrozenMatmul) {
     let pairs = qa_pairs(4);
     let data = texts(&pairs);
     let mut config = TrainConfig {
@@ -38,6 +48,7 @@ fn four_samples_are_learned_exactly() {
         weight_decay: 0.0,
         logging_steps: 10,
         save_steps: 0,
+        frozen_matmul,
         ..TrainConfig::default()
     };
     config.lora.r = 8;
@@ -45,7 +56,15 @@ fn four_samples_are_learned_exactly() {
     config.lora.lora_dropout = 0.0;
     config.lora.target_modules =
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
-    let model = tiny_model_with_head_scale(&config.lora.to_lora_config(), 1, HEAD_SCALE);
+    let mut model = tiny_model_with_head_scale(&config.lora.to_lora_config(), 1, HEAD_SCALE);
+    match config.frozen_matmul.apply(&mut model) {
+        Ok(bf16) => assert_eq!(bf16, frozen_matmul == FrozenMatmul::Bf16),
+        Err(e) => {
+            // Only a bf16 request on a CPU without AVX512-BF16 may fail, and it says why.
+            assert!(frozen_matmul == FrozenMatmul::Bf16 && !qwen_lora::bf16::available(), "{e}");
+            return assert!(e.to_string().contains("AVX512-BF16"), "{e}");
+        }
+    }
     let before = answer_loss(&model, &data);
 
     let out = tempfile::tempdir().unwrap();

@@ -106,7 +106,7 @@ pub fn merge_into_dir(base: &BaseModel, adapter: &Path, out: &Path, dtype: DType
 
     let weights = tmp.path().join("model.safetensors");
     let tensors = model
-        .named_weights()
+        .named_weights()?
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_dtype(dtype)?.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<Result<Vec<(String, Tensor)>>>()?;

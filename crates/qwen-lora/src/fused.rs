@@ -25,7 +25,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storag
 use rayon::prelude::*;
 
 use crate::Result;
-use crate::ops::{Elem, sigmoid, slice};
+use crate::ops::{Elem, Frozen, sigmoid, slice};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -35,19 +35,19 @@ type CResult<T> = candle_core::Result<T>;
 
 /// A read-only matrix view: element (i, j) is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
-struct View<'a, T> {
+pub(crate) struct View<'a, T> {
     data: &'a [T],
     rs: usize,
     cs: usize,
 }
 
 /// Row-major `(rows, cols)`.
-fn rows<T>(data: &[T], cols: usize) -> View<'_, T> {
+pub(crate) fn rows<T>(data: &[T], cols: usize) -> View<'_, T> {
     View { data, rs: cols, cs: 1 }
 }
 
 /// The transpose of a row-major `(rows, cols)` matrix, without a copy.
-fn transposed<T>(data: &[T], cols: usize) -> View<'_, T> {
+pub(crate) fn transposed<T>(data: &[T], cols: usize) -> View<'_, T> {
     View { data, rs: 1, cs: cols }
 }
 
@@ -61,7 +61,7 @@ impl<T> View<'_, T> {
 /// `dst (m, n) ← [dst +] beta · lhs (m, k) · rhs (k, n)`; `dst` row-major, `accumulate` keeps
 /// its content.
 #[allow(clippy::too_many_arguments)]
-fn gemm_into<T: Elem>(
+pub(crate) fn gemm_into<T: Elem>(
     dst: &mut [T],
     m: usize,
     n: usize,
@@ -196,7 +196,7 @@ const CHUNK: usize = 1 << 14;
 
 /// `x (…, in) → (…, out)`: frozen `w (out, in)` and bias, adapter `a (r, in)`, `b (out, r)`.
 struct LoraLinear {
-    w: Tensor,
+    w: Frozen,
     bias: Option<Tensor>,
     scale: f64,
     dropout: Option<Dropout>,
@@ -210,7 +210,7 @@ fn data<T: Elem>(t: &Tensor) -> CResult<Vec<T>> {
 }
 
 /// Runs `f` on the contiguous CPU data of `t` without copying it.
-fn with_data<T: Elem, R>(t: &Tensor, f: impl FnOnce(&[T]) -> CResult<R>) -> CResult<R> {
+pub(crate) fn with_data<T: Elem, R>(t: &Tensor, f: impl FnOnce(&[T]) -> CResult<R>) -> CResult<R> {
     let (s, l) = t.storage_and_layout();
     let Storage::Cpu(s) = &*s else { candle_core::bail!("fused op: tensor not on the CPU") };
     f(slice::<T>(s, l)?)
@@ -227,7 +227,7 @@ struct Dims {
 
 impl LoraLinear {
     fn dims(&self, x_len: usize, a_l: &Layout) -> CResult<Dims> {
-        let (n, k) = self.w.dims2()?;
+        let (n, k) = self.w.dims()?;
         let r = a_l.dims()[0];
         if k == 0 || !x_len.is_multiple_of(k) || a_l.dims() != [r, k] {
             candle_core::bail!("lora-linear: input, weight ({n}, {k}) and A {:?} do not fit", a_l.dims())
@@ -248,7 +248,7 @@ impl LoraLinear {
 
     /// y = x·Wᵀ + b + s·(x∘M)·Aᵀ·Bᵀ
     fn forward<T: Elem>(&self, x: &[T], a: &[T], b: &[T], d: Dims) -> CResult<Vec<T>> {
-        let Dims { m, n, k, r } = d;
+        let Dims { m, n, r, .. } = d;
         let mut y = vec![T::zero(); m * n];
         if let Some(bias) = &self.bias {
             with_data::<T, _>(bias, |bias| {
@@ -256,10 +256,7 @@ impl LoraLinear {
                 Ok(())
             })?;
         }
-        with_data::<T, _>(&self.w, |w| {
-            gemm_into(&mut y, m, n, k, rows(x, k), transposed(w, k), self.bias.is_some(), T::one());
-            Ok(())
-        })?;
+        self.w.forward_into(&mut y, m, x, self.bias.is_some())?;
         let (_, z) = self.adapter_input(x, a, d);
         let s = T::from(self.scale).unwrap_or_else(T::one);
         gemm_into(&mut y, m, n, r, rows(&z, r), transposed(b, r), true, s);
@@ -278,10 +275,7 @@ impl LoraLinear {
         if let Some(d) = &self.dropout {
             d.mask_in_place(&mut dx);
         }
-        with_data::<T, _>(&self.w, |w| {
-            gemm_into(&mut dx, m, k, n, rows(dy, n), rows(w, k), true, T::one());
-            Ok(())
-        })?;
+        self.w.backward_into(&mut dx, m, dy, true)?;
         let (xm, z) = self.adapter_input(x, a, d);
         let mut da = vec![T::zero(); r * k]; // (r, k)
         gemm_into(&mut da, r, k, m, transposed(&gz, r), rows(&xm, k), false, T::one());
@@ -360,8 +354,8 @@ impl CustomOp3 for LoraLinear {
 }
 
 /// Whether [`lora_linear`] runs for these tensors (contiguous or not): CPU, one float dtype.
-pub fn lora_linear_applies(x: &Tensor, w: &Tensor, a: &Tensor) -> bool {
-    crate::ops::use_kernels(x) && w.dtype() == x.dtype() && a.dtype() == x.dtype()
+pub fn lora_linear_applies(x: &Tensor, w: &Frozen, a: &Tensor) -> bool {
+    w.applies(x) && a.dtype() == x.dtype()
 }
 
 /// A LoRA projection in one op: `x (…, in) · Wᵀ + bias + scale · dropout(x) · Aᵀ · Bᵀ → (…, out)`,
@@ -370,7 +364,7 @@ pub fn lora_linear_applies(x: &Tensor, w: &Tensor, a: &Tensor) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub fn lora_linear(
     x: &Tensor,
-    w: &Tensor,
+    w: &Frozen,
     bias: Option<&Tensor>,
     a: &Tensor,
     b: &Tensor,
@@ -379,7 +373,10 @@ pub fn lora_linear(
     seed: u64,
 ) -> Result<Tensor> {
     let op = LoraLinear {
-        w: w.contiguous()?,
+        w: match w {
+            Frozen::Dense(w) => Frozen::Dense(w.contiguous()?),
+            packed => packed.clone(),
+        },
         bias: bias.map(Tensor::contiguous).transpose()?,
         scale,
         dropout: Dropout::new(p, seed),
@@ -393,11 +390,11 @@ pub fn lora_linear(
 
 /// `(g, u) (…, i) → silu(g)·u · W_downᵀ (…, h)`.
 struct SwiGluDown {
-    w: Tensor, // (h, i)
+    w: Frozen, // (h, i)
 }
 
 impl SwiGluDown {
-    fn forward<T: Elem>(&self, g: &[T], u: &[T], m: usize, h: usize, i: usize) -> CResult<Vec<T>> {
+    fn forward<T: Elem>(&self, g: &[T], u: &[T], m: usize, h: usize) -> CResult<Vec<T>> {
         let mut act = vec![T::zero(); g.len()]; // (m, i)
         act.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK))).for_each(|(o, (g, u))| {
             for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
@@ -405,22 +402,16 @@ impl SwiGluDown {
             }
         });
         let mut y = vec![T::zero(); m * h];
-        with_data::<T, _>(&self.w, |w| {
-            gemm_into(&mut y, m, h, i, rows(&act, i), transposed(w, i), false, T::one());
-            Ok(())
-        })?;
+        self.w.forward_into(&mut y, m, &act, false)?;
         Ok(y)
     }
 
     /// dS = dY·W_down, then dg = dS·u·σ(g)·(1 + g·(1 − σ(g))), du = dS·silu(g); returned as one
     /// buffer [dg; du].
-    fn backward<T: Elem>(&self, g: &[T], u: &[T], dy: &[T], m: usize, h: usize, i: usize) -> CResult<Vec<T>> {
+    fn backward<T: Elem>(&self, g: &[T], u: &[T], dy: &[T], m: usize, i: usize) -> CResult<Vec<T>> {
         let mut out = vec![T::zero(); 2 * m * i];
         let (dg, du) = out.split_at_mut(m * i);
-        with_data::<T, _>(&self.w, |w| {
-            gemm_into(du, m, i, h, rows(dy, h), rows(w, i), false, T::one()); // dS, kept in du
-            Ok(())
-        })?;
+        self.w.backward_into(du, m, dy, false)?; // dS, kept in du
         dg.par_chunks_mut(CHUNK)
             .zip(du.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
@@ -435,7 +426,7 @@ impl SwiGluDown {
     }
 
     fn dims(&self, l: &Layout) -> CResult<(usize, usize, usize)> {
-        let (h, i) = self.w.dims2()?;
+        let (h, i) = self.w.dims()?;
         let n = l.shape().elem_count();
         if l.dims().last() != Some(&i) {
             candle_core::bail!("swiglu-down: input {:?} does not end in the weight's {i}", l.dims())
@@ -450,13 +441,13 @@ impl CustomOp2 for SwiGluDown {
     }
 
     fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, us: &CpuStorage, ul: &Layout) -> CResult<(CpuStorage, Shape)> {
-        let (m, h, i) = self.dims(gl)?;
+        let (m, h, _) = self.dims(gl)?;
         if gl.dims() != ul.dims() {
             candle_core::bail!("swiglu-down: gate {:?} and up {:?} differ", gl.dims(), ul.dims())
         }
         let y = match gs.dtype() {
-            DType::F32 => CpuStorage::F32(self.forward(slice(gs, gl)?, slice(us, ul)?, m, h, i)?),
-            DType::F64 => CpuStorage::F64(self.forward(slice(gs, gl)?, slice(us, ul)?, m, h, i)?),
+            DType::F32 => CpuStorage::F32(self.forward(slice(gs, gl)?, slice(us, ul)?, m, h)?),
+            DType::F64 => CpuStorage::F64(self.forward(slice(gs, gl)?, slice(us, ul)?, m, h)?),
             dt => candle_core::bail!("swiglu-down: unsupported dtype {dt:?}"),
         };
         let mut dims = gl.dims().to_vec();
@@ -475,7 +466,7 @@ impl CustomOp2 for SwiGluDown {
             d: (usize, usize, usize),
         ) -> CResult<Vec<T>> {
             with_data::<T, _>(g, |g| {
-                with_data::<T, _>(u, |u| with_data::<T, _>(dy, |dy| op.backward(g, u, dy, d.0, d.1, d.2)))
+                with_data::<T, _>(u, |u| with_data::<T, _>(dy, |dy| op.backward(g, u, dy, d.0, d.2)))
             })
         }
         let both = match g.dtype() {
@@ -490,14 +481,18 @@ impl CustomOp2 for SwiGluDown {
 }
 
 /// Whether [`swiglu_down`] runs for these tensors: CPU, one float dtype.
-pub fn swiglu_down_applies(gate: &Tensor, w_down: &Tensor) -> bool {
-    crate::ops::use_kernels(gate) && w_down.dtype() == gate.dtype()
+pub fn swiglu_down_applies(gate: &Tensor, w_down: &Frozen) -> bool {
+    w_down.applies(gate)
 }
 
 /// The SwiGLU MLP's last two steps in one op: `silu(gate)·up · W_downᵀ`, `gate`/`up` (…, i),
 /// `w_down (h, i)` → (…, h). Gradients flow to `gate` and `up`. See [`swiglu_down_applies`].
-pub fn swiglu_down(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result<Tensor> {
-    let op = SwiGluDown { w: w_down.contiguous()? };
+pub fn swiglu_down(gate: &Tensor, up: &Tensor, w_down: &Frozen) -> Result<Tensor> {
+    let w = match w_down {
+        Frozen::Dense(w) => Frozen::Dense(w.contiguous()?),
+        packed => packed.clone(),
+    };
+    let op = SwiGluDown { w };
     Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, op)?)
 }
 
@@ -532,7 +527,7 @@ mod tests {
     fn lora_linear_equals_the_composed_formula_with_the_same_mask() {
         let (x, w, bias, a, b) = (t(&[2, 5, 8], 1), t(&[6, 8], 2), t(&[6], 3), t(&[3, 8], 4), t(&[6, 3], 5));
         let (scale, p, seed) = (2.0, 0.2, 11);
-        let y = lora_linear(&x, &w, Some(&bias), &a, &b, scale, p, seed).unwrap();
+        let y = lora_linear(&x, &Frozen::Dense(w.clone()), Some(&bias), &a, &b, scale, p, seed).unwrap();
         let mask = Tensor::from_vec(Dropout::new(p, seed).unwrap().scales::<f64>(80), (2, 5, 8), &Device::Cpu).unwrap();
         let dense = x.broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
         let low_rank =
@@ -545,7 +540,7 @@ mod tests {
     #[test]
     fn swiglu_down_equals_the_composed_formula() {
         let (g, u, w) = (t(&[3, 7], 6), t(&[3, 7], 7), t(&[4, 7], 8));
-        let y = swiglu_down(&g, &u, &w).unwrap();
+        let y = swiglu_down(&g, &u, &Frozen::Dense(w.clone())).unwrap();
         let want = crate::ops::swiglu(&g, &u).unwrap().matmul(&w.t().unwrap()).unwrap();
         let diff = (y - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(diff < 1e-12, "max difference {diff}");
@@ -554,8 +549,12 @@ mod tests {
     #[test]
     fn mismatched_shapes_are_errors_not_panics() {
         let x = t(&[2, 8], 1);
-        assert!(lora_linear(&x, &t(&[6, 7], 2), None, &t(&[3, 8], 3), &t(&[6, 3], 4), 1.0, 0.0, 0).is_err());
-        assert!(lora_linear(&x, &t(&[6, 8], 2), None, &t(&[3, 8], 3), &t(&[5, 3], 4), 1.0, 0.0, 0).is_err());
-        assert!(swiglu_down(&t(&[2, 7], 1), &t(&[2, 7], 2), &t(&[4, 6], 3)).is_err());
+        assert!(
+            lora_linear(&x, &Frozen::Dense(t(&[6, 7], 2)), None, &t(&[3, 8], 3), &t(&[6, 3], 4), 1.0, 0.0, 0).is_err()
+        );
+        assert!(
+            lora_linear(&x, &Frozen::Dense(t(&[6, 8], 2)), None, &t(&[3, 8], 3), &t(&[5, 3], 4), 1.0, 0.0, 0).is_err()
+        );
+        assert!(swiglu_down(&t(&[2, 7], 1), &t(&[2, 7], 2), &Frozen::Dense(t(&[4, 6], 3))).is_err());
     }
 }

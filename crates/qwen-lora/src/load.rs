@@ -97,6 +97,13 @@ pub struct BaseModel {
 }
 
 impl BaseModel {
+    /// Moves the weights out (for `Qwen2::new`), leaving an empty builder: the model then holds
+    /// the only reference to each tensor, so what it releases is freed.
+    pub fn take_weights(&mut self) -> VarBuilder<'static> {
+        let empty = VarBuilder::zeros(self.vb.dtype(), &self.vb.device().clone());
+        std::mem::replace(&mut self.vb, empty)
+    }
+
     /// Token ids that end generation: `<|im_end|>`, `<|endoftext|>` and the config's eos, when
     /// present, without duplicates.
     pub fn eos_token_ids(&self) -> Vec<u32> {

@@ -7,11 +7,14 @@
 //! which regenerates its dropout mask in the backward pass instead of keeping it; elsewhere the
 //! base goes through [`ops::linear`] and the low-rank term is added with candle primitives.
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Tensor, Var};
 use rand::{Rng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, fused, ops};
+use crate::ops::Frozen;
+use crate::{Error, Result, bf16, fused, ops};
 
 /// LoRA hyper-parameters, named as in PEFT's `adapter_config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,11 +94,50 @@ pub struct Linear {
     pub(crate) w_half: Option<Tensor>,
     /// Distinguishes this layer's dropout masks from every other layer's.
     pub(crate) id: u64,
+    /// bf16 copies for training ([`Linear::use_bf16`]); `w` is then a placeholder.
+    pub(crate) packed: Option<Arc<bf16::Bf16Weight>>,
 }
 
 impl Linear {
     pub fn new(w: Tensor, b: Option<Tensor>, id: u64) -> Self {
-        Self { w, b, adapter: None, w_half: None, id }
+        Self { w, b, adapter: None, w_half: None, id, packed: None }
+    }
+
+    /// The frozen weight as the kernels take it: the bf16 copies when there are.
+    pub fn frozen(&self) -> Frozen {
+        match &self.packed {
+            Some(p) => Frozen::Bf16(p.clone()),
+            None => Frozen::Dense(self.w.clone()),
+        }
+    }
+
+    /// Training with bf16 products: packs the (f32, CPU) weight ([`bf16::Bf16Weight`]) and
+    /// releases the f32 copy, so the layer can no longer be merged, exported or decoded with.
+    pub fn use_bf16(&mut self) -> Result<()> {
+        if self.packed.is_some() {
+            return Ok(());
+        }
+        if self.w.dtype() != DType::F32 || !self.w.device().is_cpu() {
+            return Err(Error::msg(format!(
+                "bf16 matmuls need f32 weights on the CPU, not {:?} on {:?}",
+                self.w.dtype(),
+                self.w.device()
+            )));
+        }
+        let (out, inp) = self.w.dims2()?;
+        let w = self.w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        self.packed = Some(Arc::new(bf16::Bf16Weight::new(&w, out, inp)?));
+        // Same shape, dtype and device, no data: a zero broadcast.
+        self.w = Tensor::zeros((), DType::F32, self.w.device())?.broadcast_as((out, inp))?;
+        self.w_half = None;
+        Ok(())
+    }
+
+    fn check_dense(&self, what: &str) -> Result<()> {
+        match self.packed {
+            Some(_) => Err(Error::msg(format!("{what}: the f32 weight was released for bf16 training"))),
+            None => Ok(()),
+        }
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -151,19 +193,20 @@ impl Linear {
 
     /// `x (…, in) → (…, out)`. `dropout_seed` is `Some` in training mode.
     pub fn forward(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+        let frozen = self.frozen();
         let Some(ad) = &self.adapter else {
-            return ops::linear_with_half(x, &self.w, self.w_half.as_ref(), self.b.as_ref());
+            return ops::linear_frozen(x, &frozen, self.w_half.as_ref(), self.b.as_ref());
         };
         // Training: one op that keeps no mask and no masked copy of x for the backward pass.
         let dropout = match dropout_seed {
             Some(seed) if ad.dropout > 0.0 => Some((ad.dropout, seed ^ self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
             _ => None,
         };
-        if dropout_seed.is_some() && fused::lora_linear_applies(x, &self.w, &ad.a) {
+        if dropout_seed.is_some() && fused::lora_linear_applies(x, &frozen, &ad.a) {
             let (p, seed) = dropout.unwrap_or((0.0, 0));
-            return fused::lora_linear(x, &self.w, self.b.as_ref(), &ad.a, &ad.b, ad.scale, p, seed);
+            return fused::lora_linear(x, &frozen, self.b.as_ref(), &ad.a, &ad.b, ad.scale, p, seed);
         }
-        let y = ops::linear_with_half(x, &self.w, self.w_half.as_ref(), self.b.as_ref())?;
+        let y = ops::linear_frozen(x, &frozen, self.w_half.as_ref(), self.b.as_ref())?;
         let in_dim = x.dim(D::Minus1)?;
         let m = x.elem_count() / in_dim;
         let mut h = x.reshape((m, in_dim))?.to_dtype(ad.a.dtype())?; // (m, in)
@@ -182,6 +225,7 @@ impl Linear {
     /// Keeps an f16 copy of the (f32, CPU) weight for decoding steps: half the bytes per token,
     /// at f16's rounding of the weights. Inference only; merge adapters first.
     pub fn keep_half_copy(&mut self) -> Result<()> {
+        self.check_dense("keep_half_copy")?;
         if self.w.dtype() == DType::F32 && self.w.device().is_cpu() {
             self.w_half = Some(self.w.to_dtype(DType::F16)?);
         }
@@ -190,6 +234,7 @@ impl Linear {
 
     /// Folds the adapter into the weight, `W ← W + scale·B·A`, and drops it.
     pub fn merge(&mut self) -> Result<()> {
+        self.check_dense("merge")?;
         if let Some(ad) = self.adapter.take() {
             self.w_half = None;
             let delta = (ad.b.as_tensor().matmul(ad.a.as_tensor())? * ad.scale)?; // (out, in)

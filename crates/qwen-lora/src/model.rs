@@ -8,10 +8,14 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::{SeedableRng, rngs::StdRng};
+use rayon::prelude::*;
 
+use std::sync::Arc;
+
+use crate::bf16::Bf16Weight;
 use crate::fused;
 use crate::lora::{Linear, LoraConfig};
-use crate::ops::{self, AttnMask, RopeTable};
+use crate::ops::{self, AttnMask, Frozen, RopeTable};
 use crate::{Config, Error, Result};
 
 /// Whether dropout is active. Training dropout masks derive from `dropout_seed` (and the layer),
@@ -132,6 +136,10 @@ pub struct Qwen2 {
     norm: Tensor,
     lm_head: Tensor, // (vocab, h); the embedding when tied
     lm_head_half: Option<Tensor>,
+    /// bf16 copies of the vocabulary projection for training ([`Qwen2::use_bf16_matmuls`]).
+    lm_head_bf16: Option<Arc<Bf16Weight>>,
+    /// The embedding is tied and released: token rows come from `lm_head_bf16`.
+    embed_from_bf16: bool,
     lora: Option<LoraConfig>,
 }
 
@@ -211,9 +219,9 @@ impl Mlp {
         if seed.is_some()
             && down.adapter().is_none()
             && down.bias().is_none()
-            && fused::swiglu_down_applies(&gate, down.weight())
+            && fused::swiglu_down_applies(&gate, &down.frozen())
         {
-            return fused::swiglu_down(&gate, &up, down.weight()); // (b, t, h)
+            return fused::swiglu_down(&gate, &up, &down.frozen()); // (b, t, h)
         }
         down.forward(&ops::swiglu(&gate, &up)?, seed) // (b, t, h)
     }
@@ -280,7 +288,17 @@ impl Qwen2 {
         let norm = vb.get(h, "model.norm.weight")?;
         let lm_head =
             if vb.contains_tensor("lm_head.weight") { vb.get((v, h), "lm_head.weight")? } else { embed_tokens.clone() };
-        let mut model = Self { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head, lm_head_half: None, lora: None };
+        let mut model = Self {
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            lm_head_half: None,
+            lm_head_bf16: None,
+            embed_from_bf16: false,
+            lora: None,
+        };
         if let Some(l) = lora {
             model.attach_lora(l, 0)?;
         }
@@ -369,6 +387,9 @@ impl Qwen2 {
         if self.lora.is_some() {
             return Err(Error::msg("use_half_weights_for_decoding: merge the adapter first"));
         }
+        if self.uses_bf16_matmuls() {
+            return Err(Error::msg("use_half_weights_for_decoding: the f32 weights were released for bf16 training"));
+        }
         for block in &mut self.layers {
             for (_, lin) in block.linears_mut() {
                 lin.keep_half_copy()?;
@@ -380,8 +401,50 @@ impl Qwen2 {
         Ok(())
     }
 
-    /// Every base tensor under its HF name (after a merge, the merged weights).
-    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+    /// Training in mixed precision: every frozen projection and the vocabulary projection multiply
+    /// in bf16 with f32 sums ([`crate::bf16`]), about twice the f32 rate on CPUs with
+    /// AVX512-BF16. The f32 weights are released — a tied embedding too, its rows then read
+    /// (bf16-rounded) from the vocabulary projection's copy — so afterwards the model can train and
+    /// evaluate losses, not merge, export or generate. Fails, changing nothing, on other CPUs or for
+    /// non-f32 models; check [`crate::bf16::available`] first.
+    pub fn use_bf16_matmuls(&mut self) -> Result<()> {
+        if !crate::bf16::available() {
+            return Err(Error::msg("bf16 matmuls need a CPU with AVX512-BF16 (AMD Zen 4+, Intel Sapphire Rapids+)"));
+        }
+        if self.dtype() != DType::F32 || !self.device().is_cpu() {
+            return Err(Error::msg(format!("bf16 matmuls need an f32 model on the CPU, not {:?}", self.dtype())));
+        }
+        let (v, h) = self.lm_head.dims2()?;
+        let head = self.lm_head.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        self.lm_head_bf16 = Some(Arc::new(Bf16Weight::new(&head, v, h)?));
+        drop(head);
+        self.lm_head_half = None;
+        // Same shape, dtype and device, no data.
+        let placeholder = Tensor::zeros((), DType::F32, self.device())?.broadcast_as((v, h))?;
+        if self.lm_head.id() == self.embed_tokens.id() {
+            self.embed_tokens = placeholder.clone();
+            self.embed_from_bf16 = true;
+        }
+        self.lm_head = placeholder;
+        for block in &mut self.layers {
+            for (_, lin) in block.linears_mut() {
+                lin.use_bf16()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`Qwen2::use_bf16_matmuls`] is in effect.
+    pub fn uses_bf16_matmuls(&self) -> bool {
+        self.lm_head_bf16.is_some()
+    }
+
+    /// Every base tensor under its HF name (after a merge, the merged weights). An error after
+    /// [`Qwen2::use_bf16_matmuls`], which released them.
+    pub fn named_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        if self.uses_bf16_matmuls() {
+            return Err(Error::msg("named_weights: the f32 weights were released for bf16 training"));
+        }
         let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
         for (l, block) in self.layers.iter().enumerate() {
             for (name, lin) in block.linears() {
@@ -401,7 +464,7 @@ impl Qwen2 {
         if !self.cfg.tie_word_embeddings {
             out.push(("lm_head.weight".into(), self.lm_head.clone()));
         }
-        out
+        Ok(out)
     }
 
     /// ids (b, t) u32, attention_mask (b, t) u32 (1 = token, 0 = padding) → hidden (b, t, h)
@@ -444,10 +507,8 @@ impl Qwen2 {
         mut cache: Option<&mut KvCache>,
         mode: Mode,
     ) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let h = self.cfg.hidden_size;
         let rope = RopeTable::new(positions, self.cfg.head_dim(), self.cfg.rope_theta);
-        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?; // (b, t, h)
+        let mut x = self.embed(ids)?; // (b, t, h)
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize_with(self.layers.len(), || None);
         }
@@ -469,11 +530,34 @@ impl Qwen2 {
         ops::rms_norm(&x, &self.norm, eps)
     }
 
+    /// Token embeddings: ids (b, t) → (b, t, h).
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let h = self.cfg.hidden_size;
+        match &self.lm_head_bf16 {
+            Some(head) if self.embed_from_bf16 => {
+                let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+                let vocab = self.cfg.vocab_size;
+                if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(Error::msg(format!("token id {bad} is outside the vocabulary of {vocab}")));
+                }
+                let mut x = vec![0f32; ids.len() * h];
+                x.par_chunks_mut(h).zip(ids.par_iter()).for_each(|(row, &id)| head.row_into(id as usize, row));
+                Ok(Tensor::from_vec(x, (b, t, h), self.device())?)
+            }
+            _ => Ok(self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?),
+        }
+    }
+
     /// hidden (n, h) → logits (n, vocab), in f32 (f64 for an f64 model). Call it only on the rows
     /// you need: the vocabulary projection is the largest matmul per token.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let hidden = if hidden.rank() == 1 { hidden.unsqueeze(0)? } else { hidden.clone() };
-        let logits = ops::linear_with_half(&hidden, &self.lm_head, self.lm_head_half.as_ref(), None)?;
+        let head = match &self.lm_head_bf16 {
+            Some(p) => Frozen::Bf16(p.clone()),
+            None => Frozen::Dense(self.lm_head.clone()),
+        };
+        let logits = ops::linear_frozen(&hidden, &head, self.lm_head_half.as_ref(), None)?;
         Ok(if logits.dtype() == DType::F64 { logits } else { logits.to_dtype(DType::F32)? })
     }
 

@@ -31,17 +31,32 @@ pub(crate) trait Elem: WithDType + Float + Send + Sync {
     /// `e^x` for the hot loops (softmax, SiLU, cross-entropy): exact `exp` for f64 (gradient
     /// checks), [`exp_f32`] for f32.
     fn exp_fast(self) -> Self;
+    /// The slice as f32, for the bf16 products (an error for f64).
+    fn f32(v: &[Self]) -> CResult<&[f32]>;
+    fn f32_mut(v: &mut [Self]) -> CResult<&mut [f32]>;
 }
 impl Elem for f32 {
     #[inline(always)]
     fn exp_fast(self) -> Self {
         exp_f32(self)
     }
+    fn f32(v: &[Self]) -> CResult<&[f32]> {
+        Ok(v)
+    }
+    fn f32_mut(v: &mut [Self]) -> CResult<&mut [f32]> {
+        Ok(v)
+    }
 }
 impl Elem for f64 {
     #[inline(always)]
     fn exp_fast(self) -> Self {
         self.exp()
+    }
+    fn f32(_: &[Self]) -> CResult<&[f32]> {
+        candle_core::bail!("bf16 weights take f32 inputs, got f64")
+    }
+    fn f32_mut(_: &mut [Self]) -> CResult<&mut [f32]> {
+        candle_core::bail!("bf16 weights take f32 inputs, got f64")
     }
 }
 
@@ -89,8 +104,83 @@ pub(crate) fn use_kernels(t: &Tensor) -> bool {
 // Frozen linear layer
 // ---------------------------------------------------------------------------------------------
 
+/// A frozen weight `W (out, in)` as the kernels read it: dense (f32/f64, any device), or packed
+/// bf16 for the training step's products ([`crate::bf16`]).
+#[derive(Clone, Debug)]
+pub enum Frozen {
+    Dense(Tensor),
+    Bf16(Arc<crate::bf16::Bf16Weight>),
+}
+
+impl Frozen {
+    /// `(out, in)`.
+    pub fn dims(&self) -> CResult<(usize, usize)> {
+        match self {
+            Frozen::Dense(w) => w.dims2(),
+            Frozen::Bf16(p) => Ok(p.dims()),
+        }
+    }
+
+    /// Whether the kernels can take `x` with this weight: CPU, and the weight's dtype (f32 for bf16).
+    pub fn applies(&self, x: &Tensor) -> bool {
+        use_kernels(x)
+            && match self {
+                Frozen::Dense(w) => w.dtype() == x.dtype(),
+                Frozen::Bf16(_) => x.dtype() == DType::F32,
+            }
+    }
+
+    /// `y (m, out) ← [y +] x (m, in) · Wᵀ`.
+    pub(crate) fn forward_into<T: Elem>(&self, y: &mut [T], m: usize, x: &[T], accumulate: bool) -> CResult<()> {
+        let (n, k) = self.dims()?;
+        match self {
+            Frozen::Dense(w) => crate::fused::with_data::<T, _>(w, |w| {
+                crate::fused::gemm_into(
+                    y,
+                    m,
+                    n,
+                    k,
+                    crate::fused::rows(x, k),
+                    crate::fused::transposed(w, k),
+                    accumulate,
+                    T::one(),
+                );
+                Ok(())
+            }),
+            Frozen::Bf16(p) => {
+                p.forward(T::f32_mut(y)?, m, T::f32(x)?, accumulate);
+                Ok(())
+            }
+        }
+    }
+
+    /// `dx (m, in) ← [dx +] dy (m, out) · W`.
+    pub(crate) fn backward_into<T: Elem>(&self, dx: &mut [T], m: usize, dy: &[T], accumulate: bool) -> CResult<()> {
+        let (n, k) = self.dims()?;
+        match self {
+            Frozen::Dense(w) => crate::fused::with_data::<T, _>(w, |w| {
+                crate::fused::gemm_into(
+                    dx,
+                    m,
+                    k,
+                    n,
+                    crate::fused::rows(dy, n),
+                    crate::fused::rows(w, k),
+                    accumulate,
+                    T::one(),
+                );
+                Ok(())
+            }),
+            Frozen::Bf16(p) => {
+                p.backward(T::f32_mut(dx)?, m, T::f32(dy)?, accumulate);
+                Ok(())
+            }
+        }
+    }
+}
+
 struct FrozenLinear {
-    w: Tensor,              // (out, in)
+    w: Frozen,              // (out, in)
     w_half: Option<Tensor>, // (out, in) f16 copy read by decoding steps
     b: Option<Tensor>,      // (out,)
 }
@@ -104,38 +194,49 @@ impl CustomOp1 for FrozenLinear {
         let dims = l.dims();
         let k = *dims.last().unwrap_or(&0);
         let m = l.shape().elem_count() / k.max(1);
-        let (n, k_w) = self.w.dims2()?;
+        let (n, k_w) = self.w.dims()?;
         if k != k_w {
             candle_core::bail!("frozen-linear: input has {k} features, weight expects {k_w}")
         }
         let (start, _) = l
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::Msg("frozen-linear: input must be contiguous".into()))?;
-        let (ws, wl) = self.w.storage_and_layout();
-        let Storage::Cpu(ws) = &*ws else { candle_core::bail!("frozen-linear: weight is not on the CPU") };
-        let half = self.w_half.as_ref().map(|h| h.storage_and_layout());
-        let mut y = match (s, ws) {
-            // A decoding step: stream the weight once (in f16 when there is a copy) instead of
-            // packing it for a GEMM.
-            (CpuStorage::F32(xs), CpuStorage::F32(_)) if m <= crate::skinny::MAX_ROWS && wl.is_contiguous() => {
-                let w = match &half {
-                    Some((hs, hl)) => match &**hs {
-                        Storage::Cpu(CpuStorage::F16(h)) if hl.is_contiguous() && hl.dims() == [n, k] => {
-                            crate::skinny::Weights::F16(&h[hl.start_offset()..hl.start_offset() + n * k])
-                        }
-                        _ => candle_core::bail!(
-                            "frozen-linear: the half copy must be a contiguous ({n}, {k}) f16 CPU tensor"
-                        ),
-                    },
-                    None => crate::skinny::Weights::F32(slice::<f32>(ws, wl)?),
-                };
-                CpuStorage::F32(crate::skinny::matmul_xw(&xs[start..start + m * k], w, m, n, k))
+        let mut y = match (&self.w, s) {
+            (Frozen::Bf16(p), CpuStorage::F32(xs)) => {
+                let mut y = vec![0f32; m * n];
+                p.forward(&mut y, m, &xs[start..start + m * k], false);
+                CpuStorage::F32(y)
             }
-            _ => {
-                // (m, k) · (k, n): Wᵀ is a transposed view of the (n, k) weight, no copy.
-                let x_l = Layout::contiguous_with_offset((m, k), start);
-                let wt_l = Layout::new((n, k).into(), wl.stride().to_vec(), wl.start_offset()).transpose(0, 1)?;
-                s.matmul(ws, (1, m, n, k), &x_l, &wt_l)?
+            (Frozen::Bf16(_), _) => candle_core::bail!("frozen-linear: bf16 weights take f32 inputs"),
+            (Frozen::Dense(w), s) => {
+                let (ws, wl) = w.storage_and_layout();
+                let Storage::Cpu(ws) = &*ws else { candle_core::bail!("frozen-linear: weight is not on the CPU") };
+                let half = self.w_half.as_ref().map(|h| h.storage_and_layout());
+                match (s, ws) {
+                    // A decoding step: stream the weight once (in f16 when there is a copy)
+                    // instead of packing it for a GEMM.
+                    (CpuStorage::F32(xs), CpuStorage::F32(_)) if m <= crate::skinny::MAX_ROWS && wl.is_contiguous() => {
+                        let w = match &half {
+                            Some((hs, hl)) => match &**hs {
+                                Storage::Cpu(CpuStorage::F16(h)) if hl.is_contiguous() && hl.dims() == [n, k] => {
+                                    crate::skinny::Weights::F16(&h[hl.start_offset()..hl.start_offset() + n * k])
+                                }
+                                _ => candle_core::bail!(
+                                    "frozen-linear: the half copy must be a contiguous ({n}, {k}) f16 CPU tensor"
+                                ),
+                            },
+                            None => crate::skinny::Weights::F32(slice::<f32>(ws, wl)?),
+                        };
+                        CpuStorage::F32(crate::skinny::matmul_xw(&xs[start..start + m * k], w, m, n, k))
+                    }
+                    _ => {
+                        // (m, k) · (k, n): Wᵀ is a transposed view of the (n, k) weight, no copy.
+                        let x_l = Layout::contiguous_with_offset((m, k), start);
+                        let wt_l =
+                            Layout::new((n, k).into(), wl.stride().to_vec(), wl.start_offset()).transpose(0, 1)?;
+                        s.matmul(ws, (1, m, n, k), &x_l, &wt_l)?
+                    }
+                }
             }
         };
         if let Some(b) = &self.b {
@@ -157,9 +258,20 @@ impl CustomOp1 for FrozenLinear {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
         // dX = dY · W : (m, n) · (n, k)
-        let n = self.w.dim(0)?;
+        let (n, k) = self.w.dims()?;
         let m = grad.elem_count() / n;
-        let dx = grad.reshape((m, n))?.matmul(&self.w)?;
+        let dx = match &self.w {
+            Frozen::Dense(w) => grad.reshape((m, n))?.matmul(w)?,
+            Frozen::Bf16(p) => {
+                let grad = grad.to_dtype(DType::F32)?.contiguous()?;
+                let mut dx = vec![0f32; m * k];
+                crate::fused::with_data::<f32, _>(&grad, |dy| {
+                    p.backward(&mut dx, m, dy, false);
+                    Ok(())
+                })?;
+                Tensor::from_vec(dx, (m, k), grad.device())?
+            }
+        };
         Ok(Some(dx.reshape(arg.shape())?))
     }
 }
@@ -172,10 +284,22 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// [`linear`] where inputs of at most 32 rows (decoding steps, and very short prefills) read
 /// `w_half`, an f16 copy of `w`, moving half the bytes; larger inputs (prefill, training) use `w`.
 pub fn linear_with_half(x: &Tensor, w: &Tensor, w_half: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
-    if use_kernels(x) && w.dtype() == x.dtype() {
+    linear_frozen(x, &Frozen::Dense(w.clone()), w_half, b)
+}
+
+/// [`linear_with_half`] for any [`Frozen`] weight; a bf16 one takes every input size.
+pub fn linear_frozen(x: &Tensor, w: &Frozen, w_half: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    if w.applies(x) {
         let x = x.contiguous()?;
         return Ok(x.apply_op1(FrozenLinear { w: w.clone(), w_half: w_half.cloned(), b: b.cloned() })?);
     }
+    let Frozen::Dense(w) = w else {
+        return Err(crate::Error::msg(format!(
+            "bf16 weights take f32 CPU inputs, got {:?} on {:?}",
+            x.dtype(),
+            x.device()
+        )));
+    };
     let y = x.broadcast_matmul(&w.t()?)?;
     Ok(match b {
         Some(b) => y.broadcast_add(b)?,

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::Parser;
-use lora_trainer::{LossMode, Resume, RunStatus, TrainConfig, TrainOptions};
+use lora_trainer::{FrozenMatmul, LossMode, Resume, RunStatus, TrainConfig, TrainOptions};
 use qwen_lora::cli::ModelArgs;
 use qwen_lora::load::SourceInfo;
 use qwen_lora::model::Qwen2;
@@ -100,6 +100,11 @@ struct Args {
     /// Optimizer steps between metric lines.
     #[arg(long, value_name = "N")]
     logging_steps: Option<usize>,
+
+    /// Precision of the products with the frozen weights: `bf16` (bf16 operands, f32 sums; about
+    /// twice as fast, needs a CPU with AVX512-BF16), `f32`, or `auto` (bf16 where the CPU has it).
+    #[arg(long, value_name = "MODE")]
+    frozen_matmul: Option<FrozenMatmul>,
 }
 
 impl Args {
@@ -117,7 +122,7 @@ impl Args {
         set!(epochs => epochs, seed => seed, loss => loss, lr => learning_rate, micro_batch => micro_batch,
              grad_accum => grad_accum, warmup_steps => warmup_steps, max_length => max_length,
              lora_r => lora.r, lora_alpha => lora.lora_alpha, lora_dropout => lora.lora_dropout,
-             logging_steps => logging_steps);
+             logging_steps => logging_steps, frozen_matmul => frozen_matmul);
         if self.max_steps.is_some() {
             c.max_steps = self.max_steps;
         }
@@ -137,9 +142,17 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
     let train_texts = read(&args.train)?;
     let eval_texts = read(&args.eval)?;
 
-    let base = args.model.load().context("loading the base model")?;
-    let mut model = Qwen2::new(&base.config, base.vb.clone(), None).context("building the model")?;
+    let mut base = args.model.load().context("loading the base model")?;
+    // The model takes the weights: with bf16 products it releases their f32 copies.
+    let weights = base.take_weights();
+    let mut model = Qwen2::new(&base.config, weights, None).context("building the model")?;
     model.attach_lora(&config.lora.to_lora_config(), config.seed).context("attaching the LoRA adapter")?;
+    let bf16 = config.frozen_matmul.apply(&mut model)?;
+    tracing::info!(
+        "products with frozen weights in {} (frozen_matmul = {})",
+        if bf16 { "bf16 with f32 sums" } else { "f32" },
+        config.frozen_matmul
+    );
     let base_name = match &base.source {
         SourceInfo::Hub { id, .. } => id.clone(),
         SourceInfo::Dir { dir } => dir.display().to_string(),

@@ -1,5 +1,6 @@
-//! f32 matmul throughput on the projection shapes of one decoder layer: the practical ceiling for
-//! training, whose work is almost all such matmuls.
+//! Matmul throughput on the projection shapes of one decoder layer: the practical ceiling for
+//! training, whose work is almost all such matmuls. f32 (candle's matmul), and bf16 with f32 sums
+//! (`qwen_lora::bf16`, what training uses where the CPU has AVX512-BF16) when the CPU has it.
 //!
 //! For each weight W stored [out, in] as in the checkpoint, with `t` tokens:
 //! forward `y = x·Wᵀ` ((t, in) · (in, out)) and input gradient `dX = dY·W` ((t, out) · (out, in)),
@@ -37,6 +38,10 @@ pub struct MatmulResult {
     pub fwd_gflops: f64,
     /// Layer mix of forward and input-gradient matmuls together: the ceiling.
     pub ceiling_gflops: f64,
+    /// The same layer mix with bf16 products (packed weights, activations rounded per call);
+    /// `None` on CPUs without AVX512-BF16 and in results saved before it was measured.
+    #[serde(default)]
+    pub bf16_ceiling_gflops: Option<f64>,
 }
 
 pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
@@ -45,19 +50,33 @@ pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
     let [h, kv, ffn] = s.matmul_dims;
     let shapes = [("q/o", h, h, 2), ("k/v", kv, h, 2), ("gate/up", ffn, h, 2), ("down", h, ffn, 1)];
     let mut out = Vec::new();
-    let (mut flops, mut fwd_secs, mut dx_secs) = (0.0, 0.0, 0.0);
+    let (mut flops, mut fwd_secs, mut dx_secs, mut bf16_secs) = (0.0, 0.0, 0.0, 0.0);
+    let bf16 = qwen_lora::bf16::available() && dev.is_cpu();
     for (name, o, i, per_layer) in shapes {
         let x = Tensor::randn(0f32, 1.0, (t, i), &dev)?; // (t, in)
         let w = (Tensor::randn(0f32, 1.0, (o, i), &dev)? * 0.02)?; // (out, in)
         let dy = Tensor::randn(0f32, 1.0, (t, o), &dev)?; // (t, out)
         let f = 2.0 * (t * i * o) as f64;
-        let fwd = seconds_per_call(&dev, s.repeats, || Ok(x.matmul(&w.t()?)?))?; // (t, out)
-        let dx = seconds_per_call(&dev, s.repeats, || Ok(dy.matmul(&w)?))?; // (t, in)
+        let fwd = seconds_per_call(&dev, s.repeats, || x.matmul(&w.t()?).map(drop).map_err(Into::into))?; // (t, out)
+        let dx = seconds_per_call(&dev, s.repeats, || dy.matmul(&w).map(drop).map_err(Into::into))?; // (t, in)
         tracing::info!(
             "matmul {name} [{t}x{i}]·[{o}x{i}]ᵀ: {:.1} GFLOP/s forward, {:.1} GFLOP/s input gradient",
             f / fwd / 1e9,
             f / dx / 1e9
         );
+        if bf16 {
+            let data = |t: &Tensor| -> anyhow::Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+            let (xs, dys) = (data(&x)?, data(&dy)?);
+            let packed = qwen_lora::bf16::Bf16Weight::new(&data(&w)?, o, i)?;
+            let (mut y, mut g) = (vec![0f32; t * o], vec![0f32; t * i]);
+            let both = seconds_per_call(&dev, s.repeats, || {
+                packed.forward(&mut y, t, &xs, false);
+                packed.backward(&mut g, t, &dys, false);
+                Ok(())
+            })?;
+            tracing::info!("matmul {name} bf16: {:.1} GFLOP/s forward + input gradient", 2.0 * f / both / 1e9);
+            bf16_secs += both * per_layer as f64;
+        }
         flops += f * per_layer as f64;
         fwd_secs += fwd * per_layer as f64;
         dx_secs += dx * per_layer as f64;
@@ -76,13 +95,14 @@ pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
         shapes: out,
         fwd_gflops: flops / fwd_secs / 1e9,
         ceiling_gflops: 2.0 * flops / (fwd_secs + dx_secs) / 1e9,
+        bf16_ceiling_gflops: bf16.then(|| 2.0 * flops / bf16_secs / 1e9),
     })
 }
 
 /// Median seconds of one call of `f`: one warm-up call also sizes each sample to at least ~50 ms
 /// (several calls), then `repeats` samples.
-fn seconds_per_call(dev: &Device, repeats: usize, f: impl Fn() -> anyhow::Result<Tensor>) -> anyhow::Result<f64> {
-    let run = |n: usize| {
+fn seconds_per_call(dev: &Device, repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut run = |n: usize| {
         timed(|| {
             for _ in 0..n {
                 f()?;

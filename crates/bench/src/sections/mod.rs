@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Section {
-    /// f32 matmul GFLOP/s on the model's projection shapes: the practical ceiling.
+    /// Matmul GFLOP/s on the model's projection shapes (f32, and bf16 where the CPU has it): the practical ceiling.
     Matmul,
     /// Base model load time.
     Load,
@@ -77,6 +77,8 @@ pub struct Settings {
     /// `eval-gen`: max new tokens and batch size, as the evaluator uses them.
     pub eval_max_new_tokens: usize,
     pub eval_batch: usize,
+    /// Precision of the training sections' products with frozen weights.
+    pub frozen_matmul: lora_trainer::FrozenMatmul,
 }
 
 /// The eval set's user questions, wrapped as ChatML prompts.

@@ -72,6 +72,9 @@ pub struct TrainStepResult {
     pub train_gflops: f64,
     /// Half those FLOPs / forward_s.
     pub forward_gflops: f64,
+    /// Products with frozen weights ran in bf16 (false in results saved before it existed).
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,13 +116,19 @@ pub struct TrainEpochResult {
     /// Training FLOPs per second at the epoch's mix of tokens and loss positions.
     pub train_gflops: f64,
     pub flops: FlopModel,
+    /// Products with frozen weights ran in bf16 (false in results saved before it existed).
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 /// The recipe's LoRA attached to the loaded base model.
 fn lora_model(s: &Settings, config: &TrainConfig) -> anyhow::Result<(BaseModel, Qwen2, Device)> {
-    let base = s.model.load()?;
-    let mut model = Qwen2::new(&base.config, base.vb.clone(), None)?;
+    let mut base = s.model.load()?;
+    // The model takes the weights: with bf16 products it releases their f32 copies.
+    let weights = base.take_weights();
+    let mut model = Qwen2::new(&base.config, weights, None)?;
     model.attach_lora(&config.lora.to_lora_config(), config.seed)?;
+    config.frozen_matmul.apply(&mut model)?;
     let device = s.model.device()?;
     Ok((base, model, device))
 }
@@ -149,7 +158,7 @@ fn packed_batch(examples: &[Example], rows: usize, len: usize) -> anyhow::Result
 }
 
 pub fn run_step(s: &Settings) -> anyhow::Result<TrainStepResult> {
-    let config = TrainConfig::default();
+    let config = TrainConfig { frozen_matmul: s.frozen_matmul, ..TrainConfig::default() };
     let (base, model, device) = lora_model(s, &config)?;
     let texts = train_texts(s)?;
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
@@ -197,11 +206,13 @@ pub fn run_step(s: &Settings) -> anyhow::Result<TrainStepResult> {
         backward_overhead: b / f,
         train_gflops: step_flops / b / 1e9,
         forward_gflops: step_flops / 2.0 / f / 1e9,
+        bf16: model.uses_bf16_matmuls(),
     })
 }
 
 pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
-    let config = TrainConfig { max_steps: Some(s.steps.max(1)), ..TrainConfig::default() };
+    let config =
+        TrainConfig { max_steps: Some(s.steps.max(1)), frozen_matmul: s.frozen_matmul, ..TrainConfig::default() };
     let (base, model, _) = lora_model(s, &config)?;
     let texts = train_texts(s)?;
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
@@ -246,6 +257,7 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
         epoch_seconds_by_steps: summary.train_seconds / summary.global_steps.max(1) as f64 * steps_per_epoch as f64,
         train_gflops: 0.0,
         flops,
+        bf16: model.uses_bf16_matmuls(),
     };
     result.train_gflops = result.epoch_flops() / result.epoch_seconds / 1e9;
     Ok(result)

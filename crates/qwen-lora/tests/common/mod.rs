@@ -8,7 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use qwen_lora::fixture::{tiny_config, tiny_tensors};
 use qwen_lora::lora::LoraConfig;
-use qwen_lora::model::Qwen2;
+use qwen_lora::model::{Mode, Qwen2};
+use qwen_lora::ops;
 
 pub fn tiny_vb(seed: u64, dtype: DType) -> VarBuilder<'static> {
     let ts: HashMap<String, Tensor> = tiny_tensors(seed).unwrap().into_iter().collect();
@@ -67,4 +68,35 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
+}
+
+/// Masked next-token loss of a right-padded batch, taken only at positions whose next token is
+/// an "answer" token — as the trainer does.
+pub fn masked_loss(model: &Qwen2, mode: Mode) -> Tensor {
+    let (b, t) = (2, 7);
+    let lens = [7usize, 5];
+    let mut flat = Vec::new();
+    let mut mask = Vec::new();
+    for (i, &l) in lens.iter().enumerate() {
+        let mut row = ids(i as u64 + 20, l);
+        row.resize(t, 0);
+        flat.extend(row);
+        mask.extend((0..t).map(|p| (p < l) as u32));
+    }
+    // Loss on the last 3 real tokens of each row: positions l-4..l-2 predict them.
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (i, &l) in lens.iter().enumerate() {
+        for p in l - 4..l - 1 {
+            rows.push((i * t + p) as u32);
+            targets.push(flat[i * t + p + 1]);
+        }
+    }
+    let ids_t = Tensor::from_vec(flat, (b, t), &Device::Cpu).unwrap();
+    let mask_t = Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap();
+    let h = model.forward_hidden(&ids_t, &mask_t, mode).unwrap();
+    let h =
+        h.reshape((b * t, ())).unwrap().index_select(&Tensor::new(rows.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
+    let logits = model.logits(&h).unwrap().to_dtype(DType::F64).unwrap();
+    ops::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &Device::Cpu).unwrap()).unwrap()
 }
