@@ -12,6 +12,7 @@
 #   SKIP_REFERENCE=1 scripts/bench.sh             # ours only; reference figures from PERFORMANCE.md
 #   REFERENCE_ARGS="--micro-steps 2 --skip llama" scripts/bench.sh
 #   OUT=/tmp/b.md scripts/bench.sh                # write the report elsewhere
+#   REF_JSON=/tmp/ref.json scripts/bench.sh --json /tmp/ours.json   # keep both figure files
 #
 # The reference needs `pip install torch transformers peft gguf` (train and generate parts) and
 # `pip install llama-cpp-python` (compiles llama.cpp, ~10 minutes); each missing piece is skipped
@@ -30,8 +31,12 @@ fi
 cargo build --release -q -p bench
 BENCH=${CARGO_TARGET_DIR:-target}/release/bench
 
-ref_json=$(mktemp --suffix .json)
-trap 'rm -f "$ref_json"' EXIT
+if [[ -n ${REF_JSON:-} ]]; then
+    ref_json=$REF_JSON # kept, for `bench --results R.json --reference $REF_JSON` later
+else
+    ref_json=$(mktemp --suffix .json)
+    trap 'rm -f "$ref_json"' EXIT
+fi
 ref_flag=()
 if [[ -n ${SKIP_REFERENCE:-} ]]; then
     echo "skipping the Python reference (SKIP_REFERENCE is set)" >&2

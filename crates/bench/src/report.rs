@@ -203,7 +203,7 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
                 Some(re.value / b.epoch_seconds),
                 None,
             ));
-            let (limit, label) = match ModelSize::from_layer_params(e.flops.layer_params) {
+            let (limit, target) = match ModelSize::from_layer_params(e.flops.layer_params) {
                 ModelSize::Small => (15.0, "≤ 15 min (issue 5)"),
                 ModelSize::Large => (45.0, "≤ 45 min (issue 9)"),
             };
@@ -212,7 +212,7 @@ pub fn render(h: &Header, r: &Results, refs: &References) -> String {
                 secs(b.run_seconds),
                 None,
                 None,
-                Some((label, b.run_seconds <= limit * 60.0)),
+                Some((target, b.run_seconds <= limit * 60.0)),
             ));
             rows.push(row(
                 &format!("training compute (train-epoch), share of the {label}"),
@@ -718,6 +718,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| 90.0 GFLOP/s = 45% | — | — | — | ≥ 60% (issue 9) | **no** |"), "{text}");
+        assert!(text.contains("| training compute (train-epoch), share of the bf16 matmul ceiling |"), "{text}");
+        assert!(text.contains("| whole run at 100% of the bf16 matmul ceiling: 3 epochs"), "{text}");
         // An f32 run on the same machine is priced at the f32 ceiling.
         let r = Results { train_epoch: Some(epoch_result(357_826_560, 400.0)), ..r };
         let text = render(&header(), &r, &References::new(None, ModelSize::Small));

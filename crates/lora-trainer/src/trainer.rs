@@ -369,7 +369,9 @@ fn changed_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys.into_iter()
-        .filter(|k| k != "logging_steps" && k != "save_steps")
+        // Reporting, and the precision of the frozen products (a machine without AVX512-BF16 may
+        // resume an `auto` or `bf16` run in f32), may change on resume.
+        .filter(|k| !["logging_steps", "save_steps", "frozen_matmul"].contains(&k.as_str()))
         .filter(|k| get(&fa, k) != get(&fb, k))
         .collect()
 }
@@ -395,7 +397,13 @@ mod tests {
     #[test]
     fn changed_fields_names_nested_and_ignores_reporting() {
         let a = TrainConfig::default();
-        let mut b = TrainConfig { logging_steps: 1, learning_rate: 1e-3, max_steps: Some(4), ..a.clone() };
+        let mut b = TrainConfig {
+            logging_steps: 1,
+            learning_rate: 1e-3,
+            max_steps: Some(4),
+            frozen_matmul: crate::FrozenMatmul::F32,
+            ..a.clone()
+        };
         b.lora.r = 8;
         assert_eq!(changed_fields(&a, &b), ["learning_rate", "lora.r", "max_steps"]);
         assert!(changed_fields(&a, &a.clone()).is_empty());

@@ -25,7 +25,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storag
 use rayon::prelude::*;
 
 use crate::Result;
-use crate::ops::{Elem, Frozen, sigmoid, slice};
+use crate::ops::{Elem, Frozen, sigmoid, slice, wide};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -120,6 +120,7 @@ pub(crate) fn gemm_into<T: Elem>(
 // ---------------------------------------------------------------------------------------------
 
 /// SplitMix64's finalizer: a well-mixed 64-bit hash of a counter.
+#[inline(always)]
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -147,6 +148,7 @@ impl Dropout {
         })
     }
 
+    #[inline(always)]
     fn keeps(&self, i: usize) -> bool {
         splitmix64(self.seed ^ i as u64) >= self.threshold
     }
@@ -162,16 +164,34 @@ impl Dropout {
     fn apply<T: Elem>(&self, v: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
         let keep = T::from(self.keep_scale).unwrap_or_else(T::one);
         v.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-            for (j, o) in chunk.iter_mut().enumerate() {
-                let i = c * CHUNK + j;
-                if self.keeps(i) {
-                    f(i, o);
+            let mut kept = [false; CHUNK];
+            let kept = &mut kept[..chunk.len()];
+            self.keep_flags(c * CHUNK, kept);
+            for (j, (o, &k)) in chunk.iter_mut().zip(kept.iter()).enumerate() {
+                if k {
+                    f(c * CHUNK + j, o);
                     *o = *o * keep;
                 } else {
                     *o = T::zero();
                 }
             }
         });
+    }
+
+    /// `out[j] = keeps(start + j)`, vectorized with AVX-512's 64-bit multiplies where the CPU has
+    /// them ([`wide`]; the baseline x86-64 build has no vector 64-bit multiply).
+    fn keep_flags(&self, start: usize, out: &mut [bool]) {
+        wide(
+            #[inline(always)]
+            || self.keep_flags_portable(start, out),
+        )
+    }
+
+    #[inline(always)]
+    fn keep_flags_portable(&self, start: usize, out: &mut [bool]) {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = self.keeps(start + j);
+        }
     }
 
     /// `x ∘ M` as a new buffer.
@@ -397,9 +417,14 @@ impl SwiGluDown {
     fn forward<T: Elem>(&self, g: &[T], u: &[T], m: usize, h: usize) -> CResult<Vec<T>> {
         let mut act = vec![T::zero(); g.len()]; // (m, i)
         act.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK))).for_each(|(o, (g, u))| {
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                *o = g * sigmoid(g) * u;
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                        *o = g * sigmoid(g) * u;
+                    }
+                },
+            )
         });
         let mut y = vec![T::zero(); m * h];
         self.w.forward_into(&mut y, m, &act, false)?;
@@ -416,11 +441,16 @@ impl SwiGluDown {
             .zip(du.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
             .for_each(|((dg, du), (g, u))| {
-                for j in 0..dg.len() {
-                    let (ds, s) = (du[j], sigmoid(g[j]));
-                    du[j] = ds * g[j] * s;
-                    dg[j] = ds * u[j] * s * (T::one() + g[j] * (T::one() - s));
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        for j in 0..dg.len() {
+                            let (ds, s) = (du[j], sigmoid(g[j]));
+                            du[j] = ds * g[j] * s;
+                            dg[j] = ds * u[j] * s * (T::one() + g[j] * (T::one() - s));
+                        }
+                    },
+                )
             });
         Ok(out)
     }
@@ -521,6 +551,16 @@ mod tests {
         assert!(Dropout::new(0.0, 3).is_none());
         let (a, b) = (Dropout::new(0.3, 1).unwrap().scales::<f32>(64), Dropout::new(0.3, 2).unwrap().scales::<f32>(64));
         assert_ne!(a, b, "seeds 1 and 2 drew the same mask");
+    }
+
+    #[test]
+    fn vectorized_mask_flags_equal_the_scalar_hash() {
+        let d = Dropout::new(0.3, 5).unwrap();
+        let mut flags = vec![false; 1000];
+        d.keep_flags(12_345, &mut flags);
+        let want: Vec<bool> = (0..1000).map(|j| d.keeps(12_345 + j)).collect();
+        assert_eq!(flags, want);
+        assert!(flags.iter().any(|&k| !k) && flags.iter().any(|&k| k));
     }
 
     #[test]

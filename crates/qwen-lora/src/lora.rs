@@ -125,8 +125,10 @@ impl Linear {
             )));
         }
         let (out, inp) = self.w.dims2()?;
-        let w = self.w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        self.packed = Some(Arc::new(bf16::Bf16Weight::new(&w, out, inp)?));
+        let packed = fused::with_data::<f32, _>(&self.w.contiguous()?, |w| {
+            bf16::Bf16Weight::new(w, out, inp).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
+        self.packed = Some(Arc::new(packed));
         // Same shape, dtype and device, no data: a zero broadcast.
         self.w = Tensor::zeros((), DType::F32, self.w.device())?.broadcast_as((out, inp))?;
         self.w_half = None;

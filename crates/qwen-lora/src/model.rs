@@ -415,9 +415,11 @@ impl Qwen2 {
             return Err(Error::msg(format!("bf16 matmuls need an f32 model on the CPU, not {:?}", self.dtype())));
         }
         let (v, h) = self.lm_head.dims2()?;
-        let head = self.lm_head.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        self.lm_head_bf16 = Some(Arc::new(Bf16Weight::new(&head, v, h)?));
-        drop(head);
+        // Packed straight from the weight's storage: a copy would add its size to the peak.
+        let head = crate::fused::with_data::<f32, _>(&self.lm_head.contiguous()?, |w| {
+            Bf16Weight::new(w, v, h).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
+        self.lm_head_bf16 = Some(Arc::new(head));
         self.lm_head_half = None;
         // Same shape, dtype and device, no data.
         let placeholder = Tensor::zeros((), DType::F32, self.device())?.broadcast_as((v, h))?;

@@ -79,6 +79,30 @@ fn exp_f32(x: f32) -> f32 {
     e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// Runs `f` compiled for AVX-512 where the CPU has it. The build targets baseline x86-64, whose
+/// loops vectorize with SSE2 only; the elementwise kernels call their per-row or per-chunk loops
+/// through this. The same operations in the same order run either way, so results are identical
+/// (Rust never fuses a multiply and an add on its own).
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has every feature `avx512` is compiled for.
+            return unsafe { avx512(f) };
+        }
+    }
+    f()
+}
+
 pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [T]> {
     let (a, b) =
         l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fused op: input must be contiguous".into()))?;
@@ -321,11 +345,16 @@ fn rms_fwd<T: Elem>(x: &[T], w: &[T], eps: f64, d: usize) -> Vec<T> {
     let eps = T::from(eps).unwrap_or_else(T::zero);
     let inv_d = T::one() / T::from(d).unwrap_or_else(T::one);
     y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
-        let ms = x.iter().fold(T::zero(), |a, &v| a + v * v) * inv_d;
-        let r = (ms + eps).sqrt().recip();
-        for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-            *y = x * r * w;
-        }
+        wide(
+            #[inline(always)]
+            || {
+                let ms = x.iter().fold(T::zero(), |a, &v| a + v * v) * inv_d;
+                let r = (ms + eps).sqrt().recip();
+                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * r * w;
+                }
+            },
+        )
     });
     y
 }
@@ -336,13 +365,18 @@ fn rms_bwd<T: Elem>(x: &[T], w: &[T], dy: &[T], eps: f64, d: usize) -> Vec<T> {
     let eps = T::from(eps).unwrap_or_else(T::zero);
     let inv_d = T::one() / T::from(d).unwrap_or_else(T::one);
     dx.par_chunks_mut(d).zip(x.par_chunks(d).zip(dy.par_chunks(d))).for_each(|(dx, (x, dy))| {
-        let ms = x.iter().fold(T::zero(), |a, &v| a + v * v) * inv_d;
-        let r = (ms + eps).sqrt().recip();
-        let dot = x.iter().zip(dy).zip(w).fold(T::zero(), |a, ((&x, &dy), &w)| a + dy * w * x * r);
-        let c = dot * inv_d;
-        for (((dx, &x), &dy), &w) in dx.iter_mut().zip(x).zip(dy).zip(w) {
-            *dx = r * (dy * w - x * r * c);
-        }
+        wide(
+            #[inline(always)]
+            || {
+                let ms = x.iter().fold(T::zero(), |a, &v| a + v * v) * inv_d;
+                let r = (ms + eps).sqrt().recip();
+                let dot = x.iter().zip(dy).zip(w).fold(T::zero(), |a, ((&x, &dy), &w)| a + dy * w * x * r);
+                let c = dot * inv_d;
+                for (((dx, &x), &dy), &w) in dx.iter_mut().zip(x).zip(dy).zip(w) {
+                    *dx = r * (dy * w - x * r * c);
+                }
+            },
+        )
     });
     dx
 }
@@ -423,6 +457,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 
 struct SwiGlu;
 
+#[inline(always)]
 pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
     T::one() / (T::one() + (-x).exp_fast())
 }
@@ -436,9 +471,14 @@ impl CustomOp2 for SwiGlu {
             let (g, u) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
             let mut y = vec![T::zero(); g.len()];
             y.par_chunks_mut(4096).zip(g.par_chunks(4096).zip(u.par_chunks(4096))).for_each(|(y, (g, u))| {
-                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                    *y = g * sigmoid(g) * u;
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                            *y = g * sigmoid(g) * u;
+                        }
+                    },
+                )
             });
             Ok(T::to_cpu_storage_owned(y))
         }
@@ -472,12 +512,17 @@ impl CustomOp2 for SwiGluBwd {
                 .zip(du.par_chunks_mut(4096))
                 .zip(g.par_chunks(4096).zip(u.par_chunks(4096)).zip(dy.par_chunks(4096)))
                 .for_each(|((dg, du), ((g, u), dy))| {
-                    for i in 0..dg.len() {
-                        let s = sigmoid(g[i]);
-                        let silu = g[i] * s;
-                        du[i] = dy[i] * silu;
-                        dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
-                    }
+                    wide(
+                        #[inline(always)]
+                        || {
+                            for i in 0..dg.len() {
+                                let s = sigmoid(g[i]);
+                                let silu = g[i] * s;
+                                du[i] = dy[i] * silu;
+                                dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
+                            }
+                        },
+                    )
                 });
             Ok(T::to_cpu_storage_owned(out))
         }
@@ -681,25 +726,36 @@ impl CustomOp1 for MaskedSoftmax {
             let scale = T::from(op.scale).unwrap_or_else(T::one);
             let mut y = vec![T::zero(); x.len()];
             y.par_chunks_mut(t_k).zip(x.par_chunks(t_k)).enumerate().for_each(|(r, (y, x))| {
-                let (bi, i) = (r / rows_pb, r % op.t_q);
-                let mut max = T::neg_infinity();
-                for j in 0..t_k {
-                    if op.mask.allowed(bi, i, op.t_q, j) {
-                        max = Float::max(max, x[j] * scale);
-                    }
-                }
-                let mut sum = T::zero();
-                for j in 0..t_k {
-                    if op.mask.allowed(bi, i, op.t_q, j) {
-                        let e = (x[j] * scale - max).exp_fast();
-                        y[j] = e;
-                        sum = sum + e;
-                    }
-                }
-                let inv = sum.recip();
-                y.iter_mut().for_each(|v| *v = *v * inv);
+                wide(
+                    #[inline(always)]
+                    || softmax_row(op, bi_i(r, rows_pb, op.t_q), scale, x, y),
+                )
             });
             Ok(T::to_cpu_storage_owned(y))
+        }
+        #[inline(always)]
+        fn bi_i(r: usize, rows_pb: usize, t_q: usize) -> (usize, usize) {
+            (r / rows_pb, r % t_q)
+        }
+        #[inline(always)]
+        fn softmax_row<T: Elem>(op: &MaskedSoftmax, (bi, i): (usize, usize), scale: T, x: &[T], y: &mut [T]) {
+            let t_k = x.len();
+            let mut max = T::neg_infinity();
+            for j in 0..t_k {
+                if op.mask.allowed(bi, i, op.t_q, j) {
+                    max = Float::max(max, x[j] * scale);
+                }
+            }
+            let mut sum = T::zero();
+            for j in 0..t_k {
+                if op.mask.allowed(bi, i, op.t_q, j) {
+                    let e = (x[j] * scale - max).exp_fast();
+                    y[j] = e;
+                    sum = sum + e;
+                }
+            }
+            let inv = sum.recip();
+            y.iter_mut().for_each(|v| *v = *v * inv);
         }
         let y = dispatch!(s.dtype(), "masked-softmax", go(self, s, l, b, t_k))?;
         Ok((y, l.shape().clone()))
@@ -733,10 +789,15 @@ impl CustomOp2 for SoftmaxBwd {
             let scale = T::from(scale).unwrap_or_else(T::one);
             let mut dx = vec![T::zero(); y.len()];
             dx.par_chunks_mut(t_k).zip(y.par_chunks(t_k).zip(dy.par_chunks(t_k))).for_each(|(dx, (y, dy))| {
-                let dot = y.iter().zip(dy).fold(T::zero(), |a, (&y, &g)| a + y * g);
-                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
-                    *dx = scale * y * (g - dot);
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        let dot = y.iter().zip(dy).fold(T::zero(), |a, (&y, &g)| a + y * g);
+                        for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                            *dx = scale * y * (g - dot);
+                        }
+                    },
+                )
             });
             Ok(T::to_cpu_storage_owned(dx))
         }
@@ -767,6 +828,7 @@ struct CrossEntropy {
     targets: Arc<Vec<u32>>,
 }
 
+#[inline(always)]
 fn row_max<T: Elem>(row: &[T]) -> T {
     row.iter().fold(T::neg_infinity(), |a, &b| Float::max(a, b))
 }
@@ -785,6 +847,7 @@ fn lane_sum<T: Elem>(row: &[T], f: impl Fn(T) -> T) -> T {
     acc.iter().fold(tail, |a, &b| a + b)
 }
 
+#[inline(always)]
 fn log_sum_exp<T: Elem>(row: &[T]) -> T {
     let max = row_max(row);
     max + lane_sum(row, |v| (v - max).exp_fast()).ln()
@@ -798,8 +861,16 @@ impl CustomOp1 for CrossEntropy {
         let (n, v) = l.shape().dims2()?;
         fn go<T: Elem>(s: &CpuStorage, l: &Layout, t: &[u32], v: usize) -> CResult<CpuStorage> {
             let x = slice::<T>(s, l)?;
-            let losses: Vec<T> =
-                x.par_chunks(v).zip(t.par_iter()).map(|(row, &t)| log_sum_exp(row) - row[t as usize]).collect();
+            let losses: Vec<T> = x
+                .par_chunks(v)
+                .zip(t.par_iter())
+                .map(|(row, &t)| {
+                    wide(
+                        #[inline(always)]
+                        || log_sum_exp(row),
+                    ) - row[t as usize]
+                })
+                .collect();
             let n = T::from(losses.len()).unwrap_or_else(T::one);
             Ok(T::to_cpu_storage_owned(vec![losses.into_iter().fold(T::zero(), |a, b| a + b) / n]))
         }
@@ -836,13 +907,18 @@ impl CustomOp1 for CrossEntropyBwd {
             let mut dx = vec![T::zero(); x.len()];
             // dx = c · (softmax(row) − onehot(t)): one exp pass (the forward's log-sum-exp is not kept).
             dx.par_chunks_mut(v).zip(x.par_chunks(v).zip(t.par_iter())).for_each(|(dx, (row, &t))| {
-                let max = row_max(row);
-                for (d, &x) in dx.iter_mut().zip(row) {
-                    *d = (x - max).exp_fast();
-                }
-                let scale = c / lane_sum(dx, |d| d);
-                dx.iter_mut().for_each(|d| *d = *d * scale);
-                dx[t as usize] = dx[t as usize] - c;
+                wide(
+                    #[inline(always)]
+                    || {
+                        let max = row_max(row);
+                        for (d, &x) in dx.iter_mut().zip(row) {
+                            *d = (x - max).exp_fast();
+                        }
+                        let scale = c / lane_sum(dx, |d| d);
+                        dx.iter_mut().for_each(|d| *d = *d * scale);
+                        dx[t as usize] = dx[t as usize] - c;
+                    },
+                )
             });
             Ok(T::to_cpu_storage_owned(dx))
         }
