@@ -633,6 +633,18 @@ mod tests {
         }
     }
 
+    /// A 256-token matmul section: f32 ceiling 100 GFLOP/s, and `bf16` when measured.
+    fn matmul_result(bf16: Option<f64>) -> crate::sections::matmul::MatmulResult {
+        crate::sections::matmul::MatmulResult {
+            tokens: 256,
+            dims: [896, 128, 4864],
+            shapes: vec![],
+            fwd_gflops: 110.0,
+            ceiling_gflops: 100.0,
+            bf16_ceiling_gflops: bf16,
+        }
+    }
+
     #[test]
     fn epoch_row_compares_with_the_reference_and_checks_the_target() {
         let mut r = Results { train_epoch: Some(epoch_result(357_826_560, 300.0)), ..Results::default() };
@@ -649,16 +661,8 @@ mod tests {
     #[test]
     fn the_bound_prices_the_recipe_flops_at_the_ceiling_and_torch_compares_on_the_same_shapes() {
         use crate::reference::{RefMatmul, ReferenceFile};
-        use crate::sections::matmul::MatmulResult;
         let epoch = |layer_params| epoch_result(layer_params, 400.0);
-        let matmul = MatmulResult {
-            tokens: 256,
-            dims: [896, 128, 4864],
-            shapes: vec![],
-            fwd_gflops: 110.0,
-            ceiling_gflops: 100.0,
-            bf16_ceiling_gflops: None,
-        };
+        let matmul = matmul_result(None);
         let r = Results { matmul: Some(matmul.clone()), train_epoch: Some(epoch(357_826_560)), ..Results::default() };
         let torch = |tokens| RefMatmul {
             tokens,
@@ -699,15 +703,7 @@ mod tests {
 
     #[test]
     fn a_bf16_run_is_priced_at_the_bf16_ceiling() {
-        use crate::sections::matmul::MatmulResult;
-        let matmul = MatmulResult {
-            tokens: 256,
-            dims: [896, 128, 4864],
-            shapes: vec![],
-            fwd_gflops: 110.0,
-            ceiling_gflops: 100.0,
-            bf16_ceiling_gflops: Some(200.0),
-        };
+        let matmul = matmul_result(Some(200.0));
         let epoch = TrainEpochResult { bf16: true, ..epoch_result(357_826_560, 400.0) };
         let r = Results { matmul: Some(matmul), train_epoch: Some(epoch), ..Results::default() };
         let text = render(&header(), &r, &References::new(None, ModelSize::Small));

@@ -166,6 +166,21 @@ fn pack_rows(a: &[f32], m: usize, k: usize) -> Vec<u32> {
     out
 }
 
+/// One kernel call: activation rows from `a` (stride `lda` words) × `cols ≤ 32` columns of the
+/// panel slice `b`, over `pairs` row pairs, into `c` (row stride `ldc`), added to what `c` holds
+/// when `accumulate`.
+#[derive(Clone, Copy)]
+struct Tile {
+    a: *const u32,
+    lda: usize,
+    b: *const u16,
+    pairs: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+}
+
 /// The destination, shared by the panels' tasks: each writes only its own columns.
 struct Dst(*mut f32);
 // SAFETY: tasks write disjoint column ranges of the destination (one panel each).
@@ -203,14 +218,16 @@ fn product(c: &mut [f32], m: usize, a: &[f32], b: &PackedB, accumulate: bool) {
                 unsafe {
                     kernel::run(
                         rows,
-                        a.as_ptr().add(i * b.pairs + p0),
-                        b.pairs,
-                        panel.as_ptr().add(p0 * 2 * NR),
-                        pc,
-                        dst.0.add(i * n + j * NR),
-                        n,
-                        cols,
-                        accumulate || p0 > 0,
+                        Tile {
+                            a: a.as_ptr().add(i * b.pairs + p0),
+                            lda: b.pairs,
+                            b: panel.as_ptr().add(p0 * 2 * NR),
+                            pairs: pc,
+                            c: dst.0.add(i * n + j * NR),
+                            ldc: n,
+                            cols,
+                            accumulate: accumulate || p0 > 0,
+                        },
                     )
                 }
                 i += rows;
@@ -224,24 +241,14 @@ fn product(c: &mut [f32], m: usize, a: &[f32], b: &PackedB, accumulate: bool) {
 mod kernel {
     use std::arch::x86_64::*;
 
-    /// One tile: `rows ≤ MR` activation rows (stride `lda` words) × `cols ≤ 32` columns, over
-    /// `pairs` row pairs of the panel; `c` has row stride `ldc`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn run(
-        rows: usize,
-        a: *const u32,
-        lda: usize,
-        b: *const u16,
-        pairs: usize,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        accumulate: bool,
-    ) {
+    use super::Tile;
+
+    /// `rows ≤ MR` activation rows of a [`Tile`].
+    pub(super) unsafe fn run(rows: usize, t: Tile) {
         macro_rules! go {
             ($($r:literal)*) => {
                 match rows {
-                    $($r => unsafe { tile::<$r>(a, lda, b, pairs, c, ldc, cols, accumulate) },)*
+                    $($r => unsafe { tile::<$r>(t) },)*
                     _ => unreachable!("bf16 kernel: {rows} rows"),
                 }
             };
@@ -268,17 +275,8 @@ mod kernel {
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize>(
-        a: *const u32,
-        lda: usize,
-        b: *const u16,
-        pairs: usize,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn tile<const R: usize>(t: Tile) {
+        let Tile { a, lda, b, pairs, c, ldc, cols, accumulate } = t;
         // SAFETY (whole body): the caller guarantees the pointer ranges (see `product`).
         unsafe {
             let mut lo = [_mm512_setzero_ps(); R]; // columns 0..16 of each row
@@ -322,18 +320,7 @@ mod kernel {
     }
 
     /// Never called: [`super::Bf16Weight::new`] fails on these targets.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn run(
-        _: usize,
-        _: *const u32,
-        _: usize,
-        _: *const u16,
-        _: usize,
-        _: *mut f32,
-        _: usize,
-        _: usize,
-        _: bool,
-    ) {
+    pub(super) unsafe fn run(_: usize, _: super::Tile) {
         unreachable!("bf16 kernel on a CPU without AVX512-BF16")
     }
 }
