@@ -97,6 +97,10 @@ pub struct TrainSummary {
     pub final_model: Option<PathBuf>,
     /// The latest checkpoint.
     pub checkpoint: Option<PathBuf>,
+    /// The products with frozen weights ran in bf16 (`frozen_matmul`; false in summaries written
+    /// before it existed).
+    #[serde(default)]
+    pub bf16_products: bool,
 }
 
 impl fmt::Display for TrainSummary {
@@ -109,6 +113,7 @@ impl fmt::Display for TrainSummary {
         writeln!(f, "best epoch: {}", self.best_epoch.map_or("-".to_string(), |e| e.to_string()))?;
         writeln!(f, "best eval loss: {}", opt(self.best_eval_loss))?;
         writeln!(f, "peak memory: {}", format_mib(self.peak_memory_bytes))?;
+        writeln!(f, "frozen-weight products: {}", if self.bf16_products { "bf16, f32 sums" } else { "f32" })?;
         if let Some(p) = &self.final_model {
             writeln!(f, "final model: {}", p.display())?;
         }

@@ -278,6 +278,7 @@ pub fn train(
         peak_memory_bytes: peak_memory_bytes(),
         final_model: final_model.is_dir().then_some(final_model),
         checkpoint: last_checkpoint,
+        bf16_products: model.uses_bf16_matmuls(),
     };
     metrics::write_summary(out, &summary)?;
     Ok(summary)

@@ -72,6 +72,7 @@ fn learn_four_samples(frozen_matmul: FrozenMatmul) {
     opts.show_progress = false;
     let summary = lora_trainer::train(&model, &tokenizer(), &data, &data, &config, &opts).unwrap();
     assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.bf16_products, frozen_matmul == FrozenMatmul::Bf16);
     assert_eq!(summary.global_steps, 80);
     let after = answer_loss(&model, &data);
     eprintln!("answer loss {before:.4} -> {after:.4}");

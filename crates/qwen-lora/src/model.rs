@@ -5,12 +5,12 @@
 //! candle-transformers' inference model, the forward keeps every position (training needs them),
 //! the KV cache is explicit, and every projection is a [`Linear`] that may carry a LoRA adapter.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::{SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
-
-use std::sync::Arc;
 
 use crate::bf16::Bf16Weight;
 use crate::fused;
@@ -404,9 +404,10 @@ impl Qwen2 {
     /// Training in mixed precision: every frozen projection and the vocabulary projection multiply
     /// in bf16 with f32 sums ([`crate::bf16`]), about twice the f32 rate on CPUs with
     /// AVX512-BF16. The f32 weights are released — a tied embedding too, its rows then read
-    /// (bf16-rounded) from the vocabulary projection's copy — so afterwards the model can train and
-    /// evaluate losses, not merge, export or generate. Fails, changing nothing, on other CPUs or for
-    /// non-f32 models; check [`crate::bf16::available`] first.
+    /// (bf16-rounded) from the vocabulary projection's copy — so afterwards every forward runs
+    /// through the bf16 products, and the model can no longer merge, export its weights or keep
+    /// f16 decoding copies (those calls return errors). Fails, changing nothing, on other CPUs or
+    /// for non-f32 models; check [`crate::bf16::available`] first.
     pub fn use_bf16_matmuls(&mut self) -> Result<()> {
         if !crate::bf16::available() {
             return Err(Error::msg("bf16 matmuls need a CPU with AVX512-BF16 (AMD Zen 4+, Intel Sapphire Rapids+)"));
