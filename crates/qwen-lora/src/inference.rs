@@ -29,9 +29,11 @@ pub fn load_model(args: &ModelArgs, adapter_dir: Option<&Path>) -> Result<Loaded
 /// [`load_model`], choosing whether decoding steps read f16 weight copies (`half_decode`) or the
 /// f32 weights themselves (exact, about half the speed on a CPU).
 pub fn load_model_with(args: &ModelArgs, adapter_dir: Option<&Path>, half_decode: bool) -> Result<Loaded> {
-    let base = args.load()?;
+    let mut base = args.load()?;
     let stop = base.eos_token_ids();
-    let mut model = Qwen2::new(&base.config, base.vb.clone(), None)?;
+    // The model takes the only reference to each weight, so merging frees the weights it replaces.
+    let weights = base.take_weights();
+    let mut model = Qwen2::new(&base.config, weights, None)?;
     if let Some(dir) = adapter_dir {
         let cfg = adapter::load_adapter(&mut model, dir)?;
         tracing::info!(adapter = %dir.display(), r = cfg.r, alpha = cfg.lora_alpha, "merged adapter");

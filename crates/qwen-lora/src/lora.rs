@@ -239,7 +239,10 @@ impl Linear {
         self.check_dense("merge")?;
         if let Some(ad) = self.adapter.take() {
             self.w_half = None;
-            let delta = (ad.b.as_tensor().matmul(ad.a.as_tensor())? * ad.scale)?; // (out, in)
+            // Detached: A and B are variables, so ops on them record a backprop graph, and the
+            // merged weight would keep the old weight, B·A and the scaled delta alive through it.
+            let (a, b) = (ad.a.as_tensor().detach(), ad.b.as_tensor().detach());
+            let delta = (b.matmul(&a)? * ad.scale)?; // (out, in)
             self.w = (self.w.to_dtype(delta.dtype())? + delta)?.to_dtype(self.w.dtype())?;
         }
         Ok(())

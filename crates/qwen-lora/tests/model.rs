@@ -220,6 +220,11 @@ fn merged_weights_give_the_same_logits_as_the_adapter() {
     let before = model.logits(&model.forward_hidden(&x, &m, Mode::Eval).unwrap().squeeze(0).unwrap()).unwrap();
     model.merge_lora().unwrap();
     assert!(model.lora_vars().is_empty());
+    // A merged weight is a plain tensor: a recorded graph back to the adapter's variables would
+    // keep the replaced weight and the delta alive (3× the memory of every merged projection).
+    for (name, w) in model.named_weights().unwrap() {
+        assert!(!w.track_op(), "{name} still records the ops that merged it");
+    }
     let after = model.logits(&model.forward_hidden(&x, &m, Mode::Eval).unwrap().squeeze(0).unwrap()).unwrap();
     let d = max_abs_diff(&before, &after);
     assert!(d < 1e-4, "merged logits differ by {d}");
