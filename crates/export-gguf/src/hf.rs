@@ -48,14 +48,15 @@ pub fn export_from_hf(src: &ModelSource, adapter: Option<&Path>, out: &Path, dty
         return Err(Error::Msg("--model converts to f16 (default), q8_0 or f32; --type same needs --gguf".into()));
     }
     let target = AtomicOut::create(out)?;
-    let base = load_base(src, &Device::Cpu, candle_core::DType::F32)?;
+    let mut base = load_base(src, &Device::Cpu, candle_core::DType::F32)?;
     let dir = match &base.source {
         SourceInfo::Dir { dir } | SourceInfo::Hub { dir, .. } => dir.clone(),
         SourceInfo::Gguf { path } => {
             return Err(Error::file(path, "is a GGUF file; use --gguf for a GGUF base"));
         }
     };
-    let mut model = Qwen2::new(&base.config, base.vb.clone(), None)?;
+    let weights = base.take_weights(); // the model holds the only references, so merging frees the old ones
+    let mut model = Qwen2::new(&base.config, weights, None)?;
     let mut name = match src {
         ModelSource::Hub { id, .. } => id.clone(),
         _ => dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -48,10 +48,12 @@ pub struct Merged {
 
 /// Loads the adapter in `adapter` onto `base`, folds it into the weights (`W + scale·B·A`) and
 /// writes the merged model to `out` in HF layout with weights in `dtype`. `out` must not exist,
-/// or be an empty directory.
-pub fn merge_into_dir(base: &BaseModel, adapter: &Path, out: &Path, dtype: DType) -> Result<Merged> {
+/// or be an empty directory. The model takes `base`'s weights (so merging frees the ones it
+/// replaces); `base` keeps its config, tokenizer and source.
+pub fn merge_into_dir(base: &mut BaseModel, adapter: &Path, out: &Path, dtype: DType) -> Result<Merged> {
     let parent = check_out(out)?;
-    let mut model = Qwen2::new(&base.config, base.vb.clone(), None)?;
+    let weights = base.take_weights();
+    let mut model = Qwen2::new(&base.config, weights, None)?;
     let cfg = load_adapter(&mut model, adapter)?;
     tracing::info!(adapter = %adapter.display(), r = cfg.r, alpha = cfg.lora_alpha, "merging adapter");
     model.merge_lora()?;

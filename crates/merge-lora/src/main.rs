@@ -39,8 +39,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let base = args.model.load().context("loading the base model")?;
-    let merged = merge_lora::merge_into_dir(&base, &args.adapter, &args.out, args.dtype_out.into())
+    let mut base = args.model.load().context("loading the base model")?;
+    let merged = merge_lora::merge_into_dir(&mut base, &args.adapter, &args.out, args.dtype_out.into())
         .with_context(|| format!("merging {} into {}", args.adapter.display(), base.source.describe()))?;
     println!(
         "wrote {}: {} ({} tensors, {:.1} MB of weights, {:?})",
