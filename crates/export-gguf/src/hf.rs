@@ -16,7 +16,6 @@ use candle_core::quantized::{GgmlDType, QTensor, gguf_file::Value};
 use qwen_lora::Config;
 use qwen_lora::adapter::load_adapter;
 use qwen_lora::load::{ModelSource, SourceInfo, hf_to_gguf_name, load_base};
-use qwen_lora::model::Qwen2;
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result, io};
@@ -55,8 +54,7 @@ pub fn export_from_hf(src: &ModelSource, adapter: Option<&Path>, out: &Path, dty
             return Err(Error::file(path, "is a GGUF file; use --gguf for a GGUF base"));
         }
     };
-    let weights = base.take_weights(); // the model holds the only references, so merging frees the old ones
-    let mut model = Qwen2::new(&base.config, weights, None)?;
+    let mut model = base.take_model()?;
     let mut name = match src {
         ModelSource::Hub { id, .. } => id.clone(),
         _ => dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -14,7 +14,6 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use qwen_lora::adapter::load_adapter;
 use qwen_lora::load::{BaseModel, SourceInfo};
-use qwen_lora::model::Qwen2;
 use serde_json::{Value, json};
 
 /// The crate's error type: `qwen-lora`'s, whose messages name the file involved.
@@ -52,8 +51,7 @@ pub struct Merged {
 /// replaces); `base` keeps its config, tokenizer and source.
 pub fn merge_into_dir(base: &mut BaseModel, adapter: &Path, out: &Path, dtype: DType) -> Result<Merged> {
     let parent = check_out(out)?;
-    let weights = base.take_weights();
-    let mut model = Qwen2::new(&base.config, weights, None)?;
+    let mut model = base.take_model()?;
     let cfg = load_adapter(&mut model, adapter)?;
     tracing::info!(adapter = %adapter.display(), r = cfg.r, alpha = cfg.lora_alpha, "merging adapter");
     model.merge_lora()?;

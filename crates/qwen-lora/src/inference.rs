@@ -31,9 +31,7 @@ pub fn load_model(args: &ModelArgs, adapter_dir: Option<&Path>) -> Result<Loaded
 pub fn load_model_with(args: &ModelArgs, adapter_dir: Option<&Path>, half_decode: bool) -> Result<Loaded> {
     let mut base = args.load()?;
     let stop = base.eos_token_ids();
-    // The model takes the only reference to each weight, so merging frees the weights it replaces.
-    let weights = base.take_weights();
-    let mut model = Qwen2::new(&base.config, weights, None)?;
+    let mut model = base.take_model()?;
     if let Some(dir) = adapter_dir {
         let cfg = adapter::load_adapter(&mut model, dir)?;
         tracing::info!(adapter = %dir.display(), r = cfg.r, alpha = cfg.lora_alpha, "merged adapter");

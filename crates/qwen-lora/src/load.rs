@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
+use crate::model::Qwen2;
 use crate::{Config, Error, Result};
 
 pub use gguf::{gguf_to_hf_name, hf_to_gguf_name};
@@ -97,11 +98,12 @@ pub struct BaseModel {
 }
 
 impl BaseModel {
-    /// Moves the weights out (for `Qwen2::new`), leaving an empty builder: the model then holds
-    /// the only reference to each tensor, so what it releases is freed.
-    pub fn take_weights(&mut self) -> VarBuilder<'static> {
+    /// Builds the model (no adapter) from these weights, moving them out and leaving an empty
+    /// builder: the model then holds the only reference to each tensor, so what it replaces
+    /// (merging an adapter) or releases (bf16 training) is freed. Config, tokenizer and source stay.
+    pub fn take_model(&mut self) -> Result<Qwen2> {
         let empty = VarBuilder::zeros(self.vb.dtype(), &self.vb.device().clone());
-        std::mem::replace(&mut self.vb, empty)
+        Qwen2::new(&self.config, std::mem::replace(&mut self.vb, empty), None)
     }
 
     /// Token ids that end generation: `<|im_end|>`, `<|endoftext|>` and the config's eos, when

@@ -19,7 +19,6 @@ use clap::Parser;
 use lora_trainer::{FrozenMatmul, LossMode, Resume, RunStatus, TrainConfig, TrainOptions};
 use qwen_lora::cli::ModelArgs;
 use qwen_lora::load::SourceInfo;
-use qwen_lora::model::Qwen2;
 
 /// Train a LoRA adapter for Qwen2.5 on ChatML samples (answer-only loss by default).
 #[derive(Debug, Parser)]
@@ -144,8 +143,7 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
 
     let mut base = args.model.load().context("loading the base model")?;
     // The model takes the weights: with bf16 products it releases their f32 copies.
-    let weights = base.take_weights();
-    let mut model = Qwen2::new(&base.config, weights, None).context("building the model")?;
+    let mut model = base.take_model().context("building the model")?;
     model.attach_lora(&config.lora.to_lora_config(), config.seed).context("attaching the LoRA adapter")?;
     let bf16 = config.frozen_matmul.apply(&mut model)?;
     tracing::info!(

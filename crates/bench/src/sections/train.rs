@@ -125,8 +125,7 @@ pub struct TrainEpochResult {
 fn lora_model(s: &Settings, config: &TrainConfig) -> anyhow::Result<(BaseModel, Qwen2, Device)> {
     let mut base = s.model.load()?;
     // The model takes the weights: with bf16 products it releases their f32 copies.
-    let weights = base.take_weights();
-    let mut model = Qwen2::new(&base.config, weights, None)?;
+    let mut model = base.take_model()?;
     model.attach_lora(&config.lora.to_lora_config(), config.seed)?;
     config.frozen_matmul.apply(&mut model)?;
     let device = s.model.device()?;
