@@ -65,6 +65,9 @@ pub fn print_report(out: &mut dyn Write, report: &Report, options: &PrintOptions
     writeln!(out, "=== Summary ({} questions) ===", s.total_tests)?;
     writeln!(out, "Average similarity (post-processed): {}", pct(s.avg_similarity))?;
     writeln!(out, "Average similarity (raw model):      {}", pct(s.avg_similarity_raw))?;
+    if let (Some(f), Some(r)) = (s.avg_similarity_answerable, s.avg_similarity_answerable_raw) {
+        writeln!(out, "Answerable questions only:           {} (raw {})", pct(f), pct(r))?;
+    }
     writeln!(
         out,
         "Max / min similarity: {} / {} (raw {} / {})",
@@ -103,6 +106,14 @@ pub fn print_report(out: &mut dyn Write, report: &Report, options: &PrintOptions
     writeln!(out)?;
     rate(out, "Refusal accuracy (unanswerable questions refused)", s.refusal_accuracy, s.unanswerable_total)?;
     rate(out, "Refusals on answerable questions", s.answerable_refusal_rate, s.answerable_total)?;
+    rate(out, "Refusals on answerable questions (raw model)", s.answerable_refusal_rate_raw, s.answerable_total)?;
+    if report.postprocess.is_some() {
+        writeln!(
+            out,
+            "Raw answers quoting no KB entry (invented or no answer): {}, kept as generated: {}",
+            s.raw_unmatched, s.unmatched_kept
+        )?;
+    }
 
     if !s.per_doc.is_empty() {
         writeln!(out, "\nPer-doc accuracy (similarity >= {}):", pct(PASS_THRESHOLD))?;
@@ -143,24 +154,31 @@ pub fn print_report(out: &mut dyn Write, report: &Report, options: &PrintOptions
 pub fn compare_table(out: &mut dyn Write, reports: &[(String, Report)]) -> io::Result<()> {
     writeln!(
         out,
-        "| run | questions | avg raw | avg final | >= 85 raw / final | refusal acc. | rule / kb / model | eval time |"
+        "| run | questions | avg raw | avg final | answerable raw / final | >= 85 raw / final | refusal acc. \
+         | answerable refused raw / final | rule / retrieval / kb / model | eval time |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for (label, r) in reports {
         let s = &r.summary;
         let count = |src: Source| s.source_distribution.get(&src).copied().unwrap_or(0);
         let refusal = s.refusal_accuracy.map_or("n/a".to_string(), pct);
+        let or_na = |v: Option<f64>| v.map_or("n/a".to_string(), pct);
         let time = if s.generation_seconds > 0.0 { format!("{:.1} s", s.generation_seconds) } else { "n/a".into() };
         let label = label.replace('|', "/");
         writeln!(
             out,
-            "| {label} | {} | {} | {} | {} / {} | {refusal} | {} / {} / {} | {time} |",
+            "| {label} | {} | {} | {} | {} / {} | {} / {} | {refusal} | {} / {} | {} / {} / {} / {} | {time} |",
             s.total_tests,
             pct(s.avg_similarity_raw),
             pct(s.avg_similarity),
+            or_na(s.avg_similarity_answerable_raw),
+            or_na(s.avg_similarity_answerable),
             s.buckets_raw.excellent,
             s.buckets.excellent,
+            or_na(s.answerable_refusal_rate_raw),
+            or_na(s.answerable_refusal_rate),
             count(Source::RuleOverride),
+            count(Source::RetrievalOverride),
             count(Source::KbMatch),
             count(Source::ModelGenerated),
         )?;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use postprocess::Source;
+use postprocess::{RawKind, Settings, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -28,12 +28,19 @@ pub struct Detail {
     pub source_detail: String,
     /// The KB doc the question is about; `None` for unanswerable questions.
     pub doc_id: Option<String>,
+    /// What the raw answer was (`None` without post-processing, or in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_kind: Option<RawKind>,
 }
 
 /// What `test-qwen-lora` writes: `{"summary": ..., "details": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub summary: Summary,
+    /// How post-processing was set up: rules file, retrieval and its calibrated thresholds
+    /// (`None` without post-processing, or in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocess: Option<Settings>,
     pub details: Vec<Detail>,
 }
 

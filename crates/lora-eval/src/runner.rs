@@ -81,7 +81,7 @@ where
         .collect::<Vec<_>>();
     let mut summary = summarize(&details);
     summary.generation_seconds = generation_seconds;
-    Ok(Report { summary, details })
+    Ok(Report { summary, postprocess: post.map(PostProcessor::settings), details })
 }
 
 /// Post-processes and scores one answer.
@@ -92,15 +92,16 @@ fn score(
     doc_id: Option<String>,
     post: Option<&PostProcessor>,
 ) -> Detail {
-    let (model, source, source_detail) = match post {
+    let (model, source, source_detail, raw_kind) = match post {
         Some(pp) => {
             let d = pp.apply(&question, &raw);
-            (d.answer, d.source, d.source_detail)
+            (d.answer, d.source, d.source_detail, Some(d.raw_kind))
         }
         None => (
             raw.clone(),
             Source::ModelGenerated,
             "post-processing disabled (--no-postprocess): the model's answer as generated".into(),
+            None,
         ),
     };
     Detail {
@@ -113,5 +114,6 @@ fn score(
         source,
         source_detail,
         doc_id,
+        raw_kind,
     }
 }

@@ -77,6 +77,12 @@ pub struct Summary {
     /// Mean similarity of the answers as generated.
     #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
+    /// Mean final similarity over the answerable questions (`null` when none).
+    #[serde(default, with = "crate::percent::option")]
+    pub avg_similarity_answerable: Option<f64>,
+    /// Mean raw similarity over the answerable questions (`null` when none).
+    #[serde(default, with = "crate::percent::option")]
+    pub avg_similarity_answerable_raw: Option<f64>,
     #[serde(with = "crate::percent")]
     pub max_similarity: f64,
     #[serde(with = "crate::percent")]
@@ -102,6 +108,16 @@ pub struct Summary {
     /// Share of answerable questions whose final answer is a refusal (`null` when none).
     #[serde(with = "crate::percent::option")]
     pub answerable_refusal_rate: Option<f64>,
+    /// Share of answerable questions the model refused as generated (`null` when none).
+    #[serde(default, with = "crate::percent::option")]
+    pub answerable_refusal_rate_raw: Option<f64>,
+    /// Raw answers that quote no KB entry and are no refusal (invented policies, or no answer);
+    /// known only with post-processing.
+    #[serde(default)]
+    pub raw_unmatched: usize,
+    /// Of those, the ones post-processing kept as generated.
+    #[serde(default)]
+    pub unmatched_kept: usize,
     /// Answerable questions by doc_id (`(none)` for samples without one).
     pub per_doc: BTreeMap<String, DocStats>,
     #[serde(with = "crate::percent")]
@@ -140,7 +156,8 @@ pub fn summarize(details: &[Detail]) -> Summary {
     let mut by_source: BTreeMap<Source, Vec<&Detail>> = BTreeMap::new();
     let mut per_doc: BTreeMap<String, Vec<&Detail>> = BTreeMap::new();
     let (mut unanswerable, mut refused_unanswerable) = (0, 0);
-    let (mut answerable, mut refused_answerable) = (0, 0);
+    let (mut answerable, mut refused_answerable, mut refused_answerable_raw) = (0, 0, 0);
+    let unmatched = || details.iter().filter(|d| d.raw_kind == Some(postprocess::RawKind::Unmatched));
     for d in details {
         buckets.add(d.similarity);
         buckets_raw.add(d.similarity_raw);
@@ -153,6 +170,7 @@ pub fn summarize(details: &[Detail]) -> Summary {
         } else {
             answerable += 1;
             refused_answerable += usize::from(refused);
+            refused_answerable_raw += usize::from(is_refusal(&d.raw));
             let key = d.doc_id.clone().unwrap_or_else(|| "(none)".to_string());
             per_doc.entry(key).or_default().push(d);
         }
@@ -185,10 +203,13 @@ pub fn summarize(details: &[Detail]) -> Summary {
         .collect();
 
     let avg_similarity = mean(finals());
+    let answerable_details = || details.iter().filter(|d| !is_refusal(&d.expected));
     Summary {
         total_tests: details.len(),
         avg_similarity,
         avg_similarity_raw: mean(raws()),
+        avg_similarity_answerable: (answerable > 0).then(|| mean(answerable_details().map(|d| d.similarity))),
+        avg_similarity_answerable_raw: (answerable > 0).then(|| mean(answerable_details().map(|d| d.similarity_raw))),
         max_similarity: extreme(finals(), f64::max),
         min_similarity: extreme(finals(), f64::min),
         max_similarity_raw: extreme(raws(), f64::max),
@@ -201,6 +222,9 @@ pub fn summarize(details: &[Detail]) -> Summary {
         refusal_accuracy: share(refused_unanswerable, unanswerable),
         answerable_total: answerable,
         answerable_refusal_rate: share(refused_answerable, answerable),
+        answerable_refusal_rate_raw: share(refused_answerable_raw, answerable),
+        raw_unmatched: unmatched().count(),
+        unmatched_kept: unmatched().filter(|d| d.model == d.raw).count(),
         per_doc,
         pass_threshold: PASS_THRESHOLD,
         goal_met: !details.is_empty() && avg_similarity >= PASS_THRESHOLD,
@@ -223,6 +247,7 @@ mod tests {
             source,
             source_detail: String::new(),
             doc_id: doc.map(str::to_string),
+            raw_kind: None,
         }
     }
 

@@ -23,7 +23,7 @@ fn post() -> PostProcessor {
         kb.entries()[0].doc_id
     );
     let rules = Rules::parse("rules.toml", &src, &kb).unwrap();
-    PostProcessor::new(kb, rules, 0.8).unwrap()
+    PostProcessor::new(kb, 0.8).unwrap().with_rules(rules)
 }
 
 /// Eight samples: six answerable (two per doc), two unanswerable.
@@ -240,5 +240,9 @@ fn comparison_table_has_one_row_per_report_with_its_figures() {
     let refusal = raw_only.summary.refusal_accuracy.map(pct).unwrap();
     assert!(rows[1].contains(&refusal), "{text}");
     // Without post-processing every answer is the model's own.
-    assert!(rows[1].contains("| 0 / 0 / 8 |"), "{text}");
+    assert!(rows[1].contains("| 0 / 0 / 0 / 8 |"), "{text}");
+    // Answerable-only averages and raw refusals of answerable questions have their columns.
+    let answerable =
+        format!("{} / {}", pct(s.avg_similarity_answerable_raw.unwrap()), pct(s.avg_similarity_answerable.unwrap()));
+    assert!(rows[0].contains(&answerable), "{text}");
 }

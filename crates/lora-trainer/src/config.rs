@@ -1,4 +1,4 @@
-//! The training hyper-parameters: one serde struct with defaults (the reference recipe), read from
+//! The training hyper-parameters: one serde struct with defaults (see [`TrainConfig`]), read from
 //! TOML, overridden by command-line flags, and written back next to the adapter it produced.
 
 use std::fmt;
@@ -108,7 +108,8 @@ impl LoraSection {
     }
 }
 
-/// Every knob of a training run. Defaults are the reference recipe; see `data/train.toml`.
+/// Every knob of a training run. Defaults are the reference recipe with LoRA on every linear
+/// layer (`data/train.toml`); `data/train-reference.toml` is the reference's own, q/k/v/o.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -318,10 +319,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_the_reference_recipe() {
+    fn defaults_are_the_reference_recipe_on_every_linear_layer() {
         let c = TrainConfig::default();
         assert_eq!((c.lora.r, c.lora.lora_alpha, c.lora.lora_dropout), (16, 32.0, 0.05));
-        assert_eq!(c.lora.target_modules, ["q_proj", "k_proj", "v_proj", "o_proj"]);
+        assert_eq!(c.lora.target_modules, qwen_lora::lora::MODULES);
         assert_eq!((c.learning_rate, c.epochs, c.micro_batch, c.grad_accum), (3e-4, 3, 4, 2));
         assert_eq!((c.warmup_steps, c.weight_decay, c.max_grad_norm, c.max_length), (10, 0.01, 1.0, 192));
         assert_eq!((c.scheduler, c.loss, c.seed), (SchedulerKind::Cosine, LossMode::Answer, 42));
@@ -376,6 +377,14 @@ mod tests {
     fn shipped_train_toml_holds_exactly_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/train.toml");
         assert_eq!(TrainConfig::from_toml_file(&path).unwrap(), TrainConfig::default());
+    }
+
+    #[test]
+    fn the_reference_preset_differs_from_the_defaults_only_in_its_target_modules() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/train-reference.toml");
+        let mut expected = TrainConfig::default();
+        expected.lora.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec();
+        assert_eq!(TrainConfig::from_toml_file(&path).unwrap(), expected);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! LoRA fine-tuning loop: batching, masked loss, AdamW, schedule, checkpoints.
 //!
-//! - [`config::TrainConfig`]: every hyper-parameter with its default (the reference recipe),
+//! - [`config::TrainConfig`]: every hyper-parameter with its default (the reference recipe on every linear layer),
 //!   loaded from TOML and saved as `train_config.toml` next to the adapter.
 //! - [`data`]: ChatML texts to token ids with per-token loss flags (answer-only or whole sequence).
 //! - [`batch`]: length-grouped, dynamically padded micro-batches with the positions that carry loss.

@@ -5,7 +5,10 @@ use std::fmt;
 use kb_dataset::{ANSWER_PREFIX, Kb, answer_for, is_refusal};
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::Threshold;
 use crate::error::{Error, Result};
+use crate::retrieval::{Class, Ranking, Scope};
+use crate::retriever::Retriever;
 use crate::rules::{Rule, Rules};
 
 /// The reference pipeline's KB-match threshold on difflib's ratio.
@@ -22,20 +25,38 @@ pub enum Source {
     KbMatch,
     /// The model's answer is kept as generated (including refusals).
     ModelGenerated,
+    /// Retrieval, confident by its calibration, overruled the model: another entry's text, an
+    /// entry's text instead of a refusal, or a refusal instead of an answer the KB does not back.
+    RetrievalOverride,
 }
 
 impl Source {
     /// All sources, in report order.
-    pub const ALL: [Source; 3] = [Source::RuleOverride, Source::KbMatch, Source::ModelGenerated];
+    pub const ALL: [Source; 4] =
+        [Source::RuleOverride, Source::KbMatch, Source::ModelGenerated, Source::RetrievalOverride];
 
-    /// The label used in reports: `RULE_OVERRIDE`, `KB_MATCH`, `MODEL_GENERATED`.
+    /// The label used in reports: `RULE_OVERRIDE`, `KB_MATCH`, `MODEL_GENERATED`,
+    /// `RETRIEVAL_OVERRIDE`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::RuleOverride => "RULE_OVERRIDE",
             Source::KbMatch => "KB_MATCH",
             Source::ModelGenerated => "MODEL_GENERATED",
+            Source::RetrievalOverride => "RETRIEVAL_OVERRIDE",
         }
     }
+}
+
+/// What the model's answer was, before post-processing decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RawKind {
+    /// A refusal (starts with `抱歉`).
+    Refusal,
+    /// Within the KB-match threshold of a KB entry's answer.
+    KbQuote,
+    /// Anything else: a policy close to no KB entry (invented), or text that is no answer.
+    Unmatched,
 }
 
 impl fmt::Display for Source {
@@ -55,13 +76,38 @@ pub struct Decision {
     pub source_detail: String,
     /// The KB doc the final answer is taken from (`None` for `MODEL_GENERATED`).
     pub doc_id: Option<String>,
+    /// What the model's answer was.
+    pub raw_kind: RawKind,
 }
 
-/// Applies [`Rules`] and KB matching to model answers.
-#[derive(Debug, Clone)]
+/// How a [`PostProcessor`] was set up: recorded in every report beside the figures it produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// difflib ratio at which an answer counts as quoting a KB entry.
+    pub kb_match_threshold: f64,
+    /// The rules file applied first, if any.
+    pub rules: Option<std::path::PathBuf>,
+    /// Whether the rules file's `uncovered_refusal` decides what no rule covers (retrieval then
+    /// does not).
+    pub uncovered_refusal: bool,
+    /// The training set retrieval indexed, and its calibration (`None`: no retrieval).
+    pub retrieval: Option<RetrievalSettings>,
+}
+
+/// The retrieval part of [`Settings`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalSettings {
+    pub training: std::path::PathBuf,
+    pub calibration: crate::Calibration,
+}
+
+/// Applies KB matching, retrieval and optional [`Rules`] to model answers.
+#[derive(Debug)]
 pub struct PostProcessor {
     kb: Kb,
+    /// The user's explicit overrides (empty when no rules file is given).
     rules: Rules,
+    retriever: Option<Retriever>,
     threshold: f64,
     /// `依據公司規範:<text>` for each KB entry, in KB order.
     kb_answers: Vec<String>,
@@ -69,13 +115,45 @@ pub struct PostProcessor {
 
 impl PostProcessor {
     /// `kb_match_threshold` is the difflib ratio (0..=1) at which an answer counts as citing a KB
-    /// entry; [`DEFAULT_KB_MATCH_THRESHOLD`] is the reference's value.
-    pub fn new(kb: Kb, rules: Rules, kb_match_threshold: f64) -> Result<PostProcessor> {
+    /// entry; [`DEFAULT_KB_MATCH_THRESHOLD`] is the reference's value. Without
+    /// [`PostProcessor::with_retriever`] or [`PostProcessor::with_rules`] it only snaps answers to
+    /// the KB entry they quote.
+    pub fn new(kb: Kb, kb_match_threshold: f64) -> Result<PostProcessor> {
         if !(0.0..=1.0).contains(&kb_match_threshold) {
             return Err(Error::Threshold(kb_match_threshold));
         }
         let kb_answers = kb.entries().iter().map(answer_for).collect();
-        Ok(PostProcessor { kb, rules, threshold: kb_match_threshold, kb_answers })
+        Ok(PostProcessor { kb, rules: Rules::default(), retriever: None, threshold: kb_match_threshold, kb_answers })
+    }
+
+    /// Decides with retrieval what no rule covers (see [`PostProcessor::apply`]).
+    pub fn with_retriever(mut self, retriever: Retriever) -> PostProcessor {
+        self.retriever = Some(retriever);
+        self
+    }
+
+    /// Applies `rules` before anything else: the user's explicit overrides.
+    pub fn with_rules(mut self, rules: Rules) -> PostProcessor {
+        self.rules = rules;
+        self
+    }
+
+    pub fn retriever(&self) -> Option<&Retriever> {
+        self.retriever.as_ref()
+    }
+
+    /// What a report records of this post-processor.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            kb_match_threshold: self.threshold,
+            rules: (!self.rules.rules().is_empty() || self.rules.uncovered_refusal().is_some())
+                .then(|| self.rules.path().to_path_buf()),
+            uncovered_refusal: self.rules.uncovered_refusal().is_some(),
+            retrieval: self.retriever.as_ref().map(|r| RetrievalSettings {
+                training: r.training_path().to_path_buf(),
+                calibration: r.calibration().clone(),
+            }),
+        }
     }
 
     pub fn kb(&self) -> &Kb {
@@ -96,34 +174,72 @@ impl PostProcessor {
     ///    cites one of their docs (ratio to `依據公司規範:<text>` ≥ threshold) it becomes that
     ///    exact text, `KB_MATCH`; otherwise — a wrong doc, a garbled answer or a refusal — the
     ///    first applicable rule's KB text replaces it, `RULE_OVERRIDE`.
-    /// 2. Else a refusal is kept, `MODEL_GENERATED`: without a rule there is no evidence the KB
+    /// 2. Else, with a [`Retriever`] (and no `uncovered_refusal` in the rules), retrieval decides
+    ///    with its calibrated margins ([`crate::Calibration`]):
+    ///    - the answer quotes entry E → E's exact text (`KB_MATCH`), unless retrieval is
+    ///      confident the question is about another entry F (F's text) or that the KB does not
+    ///      answer it (a refusal), `RETRIEVAL_OVERRIDE`;
+    ///    - the answer is a refusal → kept (`MODEL_GENERATED`), unless retrieval is very
+    ///      confident of an entry (its text, `RETRIEVAL_OVERRIDE`);
+    ///    - the answer quotes no entry (an invented policy, or no answer) → the entry retrieval
+    ///      is confident of (`RETRIEVAL_OVERRIDE`), or the entry the answer is nearest to when
+    ///      retrieval also ranks it first (`KB_MATCH`), else a refusal naming who to ask
+    ///      (`RETRIEVAL_OVERRIDE`).
+    ///
+    /// Without a retriever (or with `uncovered_refusal`), what the rules file alone decided:
+    ///
+    /// 3. A refusal is kept, `MODEL_GENERATED`: without a rule there is no evidence the KB
     ///    answers the question, and refusing an unanswerable question is correct.
-    /// 3. Else, when the rules file sets `uncovered_refusal` (its rules cover every topic the KB
+    /// 4. Else, when the rules file sets `uncovered_refusal` (its rules cover every topic the KB
     ///    answers, so this question is not one of them), an answer that states a policy — it
     ///    starts with `依據公司規範` or is close to a KB answer — is replaced by that refusal,
     ///    `RULE_OVERRIDE`: quoting an unrelated policy is the worst answer to an unanswerable
     ///    question.
-    /// 4. Else if the answer is close to some KB answer (best ratio ≥ threshold; first entry on
+    /// 5. Else if the answer is close to some KB answer (best ratio ≥ threshold; first entry on
     ///    ties) it becomes that exact text, `KB_MATCH`.
-    /// 5. Else the answer is kept, `MODEL_GENERATED`, naming the nearest KB entry and its score.
+    /// 6. Else the answer is kept, `MODEL_GENERATED`, naming the nearest KB entry and its score.
     pub fn apply(&self, question: &str, model_answer: &str) -> Decision {
         let answer = model_answer.trim();
         let scores: Vec<f64> = self.kb_answers.iter().map(|kb_answer| seqmatch::ratio(answer, kb_answer)).collect();
         let applicable: Vec<&Rule> = self.rules.rules().iter().filter(|r| r.applies_to(question)).collect();
 
+        let best = self.best(&scores);
+        let raw_kind = match best {
+            _ if is_refusal(answer) => RawKind::Refusal,
+            Some((_, score)) if score >= self.threshold => RawKind::KbQuote,
+            _ => RawKind::Unmatched,
+        };
+        self.decide(question, model_answer, &scores, best, raw_kind, &applicable)
+    }
+
+    fn decide(
+        &self,
+        question: &str,
+        model_answer: &str,
+        scores: &[f64],
+        best: Option<(usize, f64)>,
+        raw_kind: RawKind,
+        applicable: &[&Rule],
+    ) -> Decision {
+        let answer = model_answer.trim();
         if let Some(first) = applicable.first() {
-            return self.with_rules(question, answer, &scores, first, &applicable);
+            return self.by_rules(question, answer, scores, first, applicable, raw_kind);
         }
         let skipped = self.skipped_rules(question);
-        if is_refusal(answer) {
+        if let Some(retriever) = &self.retriever
+            && self.rules.uncovered_refusal().is_none()
+        {
+            return self.by_retrieval(retriever, question, model_answer, best, raw_kind, &skipped);
+        }
+        if raw_kind == RawKind::Refusal {
             return Decision {
                 answer: model_answer.to_string(),
                 source: Source::ModelGenerated,
                 source_detail: format!("the model refused and no rule covers this question{skipped}: refusal kept"),
                 doc_id: None,
+                raw_kind,
             };
         }
-        let best = self.best(&scores);
         if let Some(refusal) = self.rules.uncovered_refusal() {
             let cites = best.filter(|&(_, score)| score >= self.threshold);
             if cites.is_some() || answer.starts_with(ANSWER_PREFIX.trim_end_matches(':')) {
@@ -139,6 +255,7 @@ impl PostProcessor {
                          {what}: replaced by the file's uncovered_refusal"
                     ),
                     doc_id: None,
+                    raw_kind,
                 };
             }
         }
@@ -153,6 +270,7 @@ impl PostProcessor {
                     self.threshold
                 ),
                 doc_id: Some(self.kb.entries()[index].doc_id.clone()),
+                raw_kind,
             },
             Some((index, score)) => Decision {
                 answer: model_answer.to_string(),
@@ -164,18 +282,162 @@ impl PostProcessor {
                     self.threshold
                 ),
                 doc_id: None,
+                raw_kind,
             },
             None => Decision {
                 answer: model_answer.to_string(),
                 source: Source::ModelGenerated,
                 source_detail: "the KB is empty; the model's answer is kept".to_string(),
                 doc_id: None,
+                raw_kind,
             },
         }
     }
 
+    /// Step 2 of [`PostProcessor::apply`]: no rule applies and retrieval decides.
+    fn by_retrieval(
+        &self,
+        retriever: &Retriever,
+        question: &str,
+        model_answer: &str,
+        best: Option<(usize, f64)>,
+        raw_kind: RawKind,
+        skipped: &str,
+    ) -> Decision {
+        let c = retriever.calibration();
+        // Does the KB answer it at all (entries and the unanswerable class), and if it does,
+        // which entry (entries alone)?
+        let all = retriever.rank(question, Scope::All);
+        let entries = retriever.rank(question, Scope::Entries);
+        let ranked = |r: &Ranking, what: &str| {
+            format!("retrieval ranks {} first {what} (margin {:.2})", self.class_label(r.top()), r.margin())
+        };
+        let entry = |index: usize, source: Source, why: String| Decision {
+            answer: self.kb_answers[index].clone(),
+            source,
+            source_detail: format!("{why}{skipped}"),
+            doc_id: Some(self.kb.entries()[index].doc_id.clone()),
+            raw_kind,
+        };
+        let refuse = |why: String| Decision {
+            answer: retriever.refusal(&all),
+            source: Source::RetrievalOverride,
+            source_detail: format!("{why}{skipped}: replaced by a refusal"),
+            doc_id: None,
+            raw_kind,
+        };
+        let unanswerable = (all.top() == Some(Class::Unanswerable) && c.unanswerable_confident.trusts(all.margin()))
+            .then(|| format!("{} ({})", ranked(&all, "of all classes"), trusted(&c.unanswerable_confident)));
+        let confident_entry = match entries.top() {
+            Some(Class::Entry(f)) if c.entry_confident.trusts(entries.margin()) => Some(f),
+            _ => None,
+        };
+        match raw_kind {
+            RawKind::Refusal => match all.top() {
+                Some(Class::Entry(f)) if c.answerable_confident.trusts(all.margin()) => entry(
+                    f,
+                    Source::RetrievalOverride,
+                    format!(
+                        "the model refused, but {} ({}): replaced by its text",
+                        ranked(&all, "of all classes"),
+                        trusted(&c.answerable_confident)
+                    ),
+                ),
+                _ => Decision {
+                    answer: model_answer.to_string(),
+                    source: Source::ModelGenerated,
+                    source_detail: format!(
+                        "the model refused and {}, not enough to overrule it ({}): refusal kept{skipped}",
+                        ranked(&all, "of all classes"),
+                        trusted(&c.answerable_confident)
+                    ),
+                    doc_id: None,
+                    raw_kind,
+                },
+            },
+            RawKind::KbQuote => {
+                let (e, score) = best.expect("a KB quote has a nearest entry");
+                let quotes = format!("the answer cites {} at {score:.2}", self.label(e));
+                if let Some(why) = unanswerable {
+                    return refuse(format!("{quotes}, but {why}, so the KB does not answer it"));
+                }
+                match confident_entry {
+                    Some(f) if f != e => entry(
+                        f,
+                        Source::RetrievalOverride,
+                        format!(
+                            "{quotes}, but {} ({}): replaced by its text",
+                            ranked(&entries, "of the entries"),
+                            trusted(&c.entry_confident)
+                        ),
+                    ),
+                    _ => entry(
+                        e,
+                        Source::KbMatch,
+                        format!(
+                            "{quotes} (≥ {:.2}) and {}: replaced by its exact text",
+                            self.threshold,
+                            ranked(&entries, "of the entries")
+                        ),
+                    ),
+                }
+            }
+            RawKind::Unmatched => {
+                let nearest = match best {
+                    Some((e, score)) => format!("the nearest is {} at {score:.2}", self.label(e)),
+                    None => "the KB is empty".to_string(),
+                };
+                let unmatched = format!("the answer cites no KB entry ({nearest} < {:.2})", self.threshold);
+                if let Some(why) = unanswerable {
+                    return refuse(format!("{unmatched} and {why}"));
+                }
+                match (confident_entry, entries.top()) {
+                    (Some(f), _) => entry(
+                        f,
+                        Source::RetrievalOverride,
+                        format!(
+                            "{unmatched}; {} ({}): replaced by its text",
+                            ranked(&entries, "of the entries"),
+                            trusted(&c.entry_confident)
+                        ),
+                    ),
+                    (None, Some(Class::Entry(f))) if best.is_some_and(|(e, _)| e == f) => entry(
+                        f,
+                        Source::KbMatch,
+                        format!(
+                            "{unmatched}, but {} too: replaced by its exact text",
+                            ranked(&entries, "of the entries")
+                        ),
+                    ),
+                    _ => refuse(format!(
+                        "{unmatched} and {}, not a confident one ({})",
+                        ranked(&entries, "of the entries"),
+                        trusted(&c.entry_confident)
+                    )),
+                }
+            }
+        }
+    }
+
+    /// `doc_x`, `unanswerable` or `nothing` for a ranking's top class.
+    fn class_label(&self, class: Option<Class>) -> String {
+        match class {
+            Some(Class::Entry(i)) => self.label(i),
+            Some(Class::Unanswerable) => "the unanswerable training questions".to_string(),
+            None => "nothing".to_string(),
+        }
+    }
+
     /// Step 1 of [`PostProcessor::apply`]: at least one rule applies.
-    fn with_rules(&self, question: &str, answer: &str, scores: &[f64], first: &Rule, applicable: &[&Rule]) -> Decision {
+    fn by_rules(
+        &self,
+        question: &str,
+        answer: &str,
+        scores: &[f64],
+        first: &Rule,
+        applicable: &[&Rule],
+        raw_kind: RawKind,
+    ) -> Decision {
         // The best-cited doc among the applicable rules (first rule on ties).
         let mut cited: Option<(&Rule, usize, f64)> = None;
         for &rule in applicable {
@@ -205,6 +467,7 @@ impl PostProcessor {
                     self.threshold
                 ),
                 doc_id: Some(rule.doc_id.clone()),
+                raw_kind,
             };
         }
         let index = self.index_of(&first.doc_id);
@@ -230,6 +493,7 @@ impl PostProcessor {
             source: Source::RuleOverride,
             source_detail: detail,
             doc_id: Some(first.doc_id.clone()),
+            raw_kind,
         }
     }
 
@@ -271,6 +535,17 @@ impl PostProcessor {
     }
 }
 
+/// `trusted from margin 0.42 (leave-one-out precision 0.96 ≥ 0.95)` or why never.
+fn trusted(t: &Threshold) -> String {
+    match t.margin {
+        Some(m) => format!(
+            "trusted from margin {m:.2}: leave-one-out precision {:.2} ≥ {:.2}",
+            t.precision, t.precision_target
+        ),
+        None => format!("never trusted: no margin reached leave-one-out precision {:.2}", t.precision_target),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,7 +571,7 @@ mod tests {
             id(1)
         );
         let rules = Rules::parse("rules.toml", &src, &kb).unwrap();
-        PostProcessor::new(kb, rules, threshold).unwrap()
+        PostProcessor::new(kb, threshold).unwrap().with_rules(rules)
     }
 
     fn full(text: &str) -> String {
@@ -428,7 +703,7 @@ mod tests {
     #[test]
     fn sources_serialize_as_reference_labels() {
         let json = serde_json::to_string(&Source::ALL).unwrap();
-        assert_eq!(json, r#"["RULE_OVERRIDE","KB_MATCH","MODEL_GENERATED"]"#);
+        assert_eq!(json, r#"["RULE_OVERRIDE","KB_MATCH","MODEL_GENERATED","RETRIEVAL_OVERRIDE"]"#);
         for s in Source::ALL {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
@@ -438,7 +713,7 @@ mod tests {
     fn out_of_range_threshold_is_an_error() {
         let kb = Kb::from_entries("kb.jsonl", vec![KbEntry::from_text(VPN)]);
         for t in [-0.1, 1.5, f64::NAN] {
-            let e = PostProcessor::new(kb.clone(), Rules::default(), t).unwrap_err();
+            let e = PostProcessor::new(kb.clone(), t).unwrap_err();
             assert!(matches!(e, Error::Threshold(_)), "{e:?}");
         }
     }

@@ -41,7 +41,8 @@ impl Default for LoraConfig {
             r: 16,
             lora_alpha: 32.0,
             lora_dropout: 0.05,
-            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
+            // Every linear layer (PEFT's "all-linear"); the reference adapted q/k/v/o only.
+            target_modules: MODULES.map(String::from).to_vec(),
             use_rslora: false,
         }
     }

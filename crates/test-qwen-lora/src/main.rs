@@ -1,6 +1,7 @@
 //! `test-qwen-lora`: answers every eval question with the model (batched greedy decoding by
-//! default), post-processes the answers with the KB rules, scores raw and final answers with
-//! difflib's ratio, prints the report and writes it as JSON.
+//! default), post-processes the answers against the KB (retrieval calibrated on the training set,
+//! plus an optional rules file), scores raw and final answers with difflib's ratio, prints the
+//! report and writes it as JSON.
 //!
 //! ```text
 //! test-qwen-lora --gguf models/qwen2.5-coder-0.5b-instruct.gguf --adapter qwen_lora_output/final_model
@@ -15,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use kb_dataset::{Kb, Templates, read_jsonl};
 use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, read_report, write_report};
-use postprocess::{PostProcessor, Rules};
+use postprocess::{PostProcessor, Retriever, Rules};
 use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
 use qwen_lora::inference::load_model_with;
 
@@ -38,9 +39,24 @@ struct Args {
     #[arg(long, value_name = "FILE", default_value = "data/kb.jsonl")]
     kb: PathBuf,
 
-    /// Post-processing rules: per-topic question patterns and the KB doc they point to.
-    #[arg(long, value_name = "FILE", default_value = "data/rules.toml")]
-    rules: PathBuf,
+    /// The training set the adapter learned from: post-processing indexes its questions for
+    /// retrieval and calibrates its thresholds on them (never on --eval).
+    #[arg(long, value_name = "FILE", default_value = "data/train_qwen_v1.jsonl")]
+    train: PathBuf,
+
+    /// Post-process without retrieval: KB matching and --rules only.
+    #[arg(long)]
+    no_retrieval: bool,
+
+    /// Retrieval overrules the model only at margins where it was right this often on training
+    /// questions it had not seen (leave-one-out over --train).
+    #[arg(long, value_name = "P", default_value_t = postprocess::CONFIDENT_PRECISION)]
+    retrieval_precision: f64,
+
+    /// Optional rules file of explicit overrides (per-topic question patterns and the KB doc they
+    /// point to, e.g. data/rules.toml), applied before retrieval.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 
     /// Question templates, used only to label docs by topic in the report (skipped when missing).
     #[arg(long, value_name = "FILE", default_value = "data/questions.toml")]
@@ -95,12 +111,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let kb = Kb::load(&args.kb).context("reading --kb")?;
     kb_dataset::check_doc_ids(&samples, &kb, &args.eval)?;
-    let post = if args.no_postprocess {
-        None
-    } else {
-        let rules = Rules::load(&args.rules, &kb).context("reading --rules")?;
-        Some(PostProcessor::new(kb.clone(), rules, args.kb_match_threshold).context("--kb-match-threshold")?)
-    };
+    let post = if args.no_postprocess { None } else { Some(post_processor(&args, &kb)?) };
     let doc_labels = topic_labels(&args, &kb);
     if let Some(from) = &args.answers_from {
         let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
@@ -149,6 +160,22 @@ fn finish(args: &Args, report: &lora_eval::Report, doc_labels: HashMap<String, S
     write_report(&args.report, report).with_context(|| format!("writing --report {}", args.report.display()))?;
     println!("report written to {}", args.report.display());
     Ok(())
+}
+
+/// KB matching, then retrieval over --train unless --no-retrieval, then --rules if given.
+fn post_processor(args: &Args, kb: &Kb) -> anyhow::Result<PostProcessor> {
+    let mut post = PostProcessor::new(kb.clone(), args.kb_match_threshold).context("--kb-match-threshold")?;
+    if !args.no_retrieval {
+        let training = read_jsonl(&args.train).context("reading --train")?;
+        post = post.with_retriever(
+            Retriever::new(kb, &training, &args.train, args.retrieval_precision)
+                .context("--train, --retrieval-precision")?,
+        );
+    }
+    if let Some(path) = &args.rules {
+        post = post.with_rules(Rules::load(path, kb).context("reading --rules")?);
+    }
+    Ok(post)
 }
 
 /// doc_id → topic, for readable per-doc lines; without the templates file, doc_ids are shown.

@@ -81,16 +81,23 @@ fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
         assert!((d["similarity_raw"].as_f64().unwrap() - want_raw).abs() < 1e-6, "{d}");
         assert!((d["similarity"].as_f64().unwrap() - want).abs() < 1e-6, "{d}");
         let source = d["source"].as_str().unwrap();
-        assert!(["RULE_OVERRIDE", "KB_MATCH", "MODEL_GENERATED"].contains(&source), "{source}");
+        assert!(["RULE_OVERRIDE", "KB_MATCH", "MODEL_GENERATED", "RETRIEVAL_OVERRIDE"].contains(&source), "{source}");
         if source == "MODEL_GENERATED" {
             assert_eq!(model, raw);
         }
+        // Every final answer that is no refusal is a KB text, and each raw answer has its kind.
+        assert!(kb_dataset::is_refusal(model) || model.starts_with(kb_dataset::ANSWER_PREFIX), "{d}");
+        assert!(["REFUSAL", "KB_QUOTE", "UNMATCHED"].contains(&d["raw_kind"].as_str().unwrap()), "{d}");
         assert!(!d["source_detail"].as_str().unwrap().is_empty());
     }
     let summary = &with["summary"];
     for key in ["buckets", "buckets_raw", "source_distribution", "refusal_accuracy", "per_doc", "generation_seconds"] {
         assert!(summary.get(key).is_some(), "summary lacks {key}: {summary:#}");
     }
+    // The report records how post-processing was calibrated, on the training set it indexed.
+    let retrieval = &with["postprocess"]["retrieval"];
+    assert!(retrieval["training"].as_str().unwrap().ends_with("train_qwen_v1.jsonl"), "{retrieval}");
+    assert!(retrieval["calibration"]["entry_confident"]["precision_target"].as_f64().is_some(), "{retrieval}");
     assert!((summary["avg_similarity"].as_f64().unwrap() - avg(details, "similarity")).abs() < 1e-6);
     assert!((summary["avg_similarity_raw"].as_f64().unwrap() - avg(details, "similarity_raw")).abs() < 1e-6);
 
@@ -171,9 +178,12 @@ fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
     let rules = dir.path().join("rules.toml");
     let in_tmp = |c: &mut Command| {
         c.current_dir(dir.path());
-        for (flag, file) in
-            [("--eval", "data/eval_qwen_v1.jsonl"), ("--kb", "data/kb.jsonl"), ("--questions", "data/questions.toml")]
-        {
+        for (flag, file) in [
+            ("--eval", "data/eval_qwen_v1.jsonl"),
+            ("--kb", "data/kb.jsonl"),
+            ("--questions", "data/questions.toml"),
+            ("--train", "data/train_qwen_v1.jsonl"),
+        ] {
             c.args([flag, repo(file).to_str().unwrap()]);
         }
     };
@@ -192,6 +202,21 @@ fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("--adapter").and(predicate::str::contains("--no-adapter")));
+
+    // A training set (retrieval's index) that is not ChatML, or names a doc the KB lacks.
+    let train = std::fs::read_to_string(repo("data/train_qwen_v1.jsonl")).unwrap();
+    let first_train_doc = kb_dataset::read_jsonl(repo("data/train_qwen_v1.jsonl"))
+        .unwrap()
+        .iter()
+        .find_map(|s| s.doc_id.clone())
+        .unwrap();
+    let bad_train = dir.path().join("train.jsonl");
+    std::fs::write(&bad_train, train.replacen(&first_train_doc, "doc_11111111", 1)).unwrap();
+    cmd(&missing_model)
+        .args(["--no-adapter", "--train", bad_train.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("train.jsonl:").and(predicate::str::contains("doc_11111111")));
 
     // An eval line naming a doc the KB lacks.
     let eval = std::fs::read_to_string(repo("data/eval_qwen_v1.jsonl")).unwrap();

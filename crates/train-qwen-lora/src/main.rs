@@ -1,6 +1,6 @@
 //! `train-qwen-lora`: trains a LoRA adapter for Qwen2.5 on a ChatML JSONL data set.
 //!
-//! Settings come from the defaults (the reference recipe), then `--config FILE` (see
+//! Settings come from the defaults (the reference recipe on every linear layer), then `--config FILE` (see
 //! `data/train.toml`), then the flags. Outputs in `--output`: `final_model/` (the best epoch by eval
 //! loss, PEFT format), `checkpoint-<step>/`, `train_config.toml`, `metrics.jsonl`, `loss.svg`,
 //! `summary.json`. The summary is printed on stdout.
