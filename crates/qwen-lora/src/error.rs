@@ -17,6 +17,9 @@ pub enum Error {
     File { path: PathBuf, msg: String },
     #[error("{0}")]
     Msg(String),
+    /// Writing an output (the shared atomic writer's error names the file).
+    #[error(transparent)]
+    Output(#[from] kb_dataset::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
