@@ -34,7 +34,7 @@ use crate::sections::{Section, Settings};
 /// Benchmark kb-lora on the real model (matmul ceiling, load, decode, training, eval generation)
 /// and compare with the reference; prints a Markdown report.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,

@@ -19,7 +19,7 @@ use qwen_lora::inference::load_model_with;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,

@@ -18,7 +18,7 @@ use kb_dataset::{Kb, Templates, read_jsonl, write_jsonl};
 
 /// Add targeted training samples for the weak and confused topics of an error analysis.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// Error analysis written by diagnose-errors.
     #[arg(long, value_name = "FILE", default_value = "error_analysis.json")]

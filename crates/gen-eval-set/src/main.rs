@@ -16,7 +16,7 @@ use kb_dataset::{Kb, OverlapReport, Templates, build_eval_set, read_jsonl, write
 
 /// Write the evaluation set (ChatML JSON lines) and report its overlap with the training set.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
     #[arg(long, default_value = "data/kb.jsonl")]

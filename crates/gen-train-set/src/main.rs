@@ -15,7 +15,7 @@ use kb_dataset::{Kb, Templates, TrainRequest, build_train_set, write_jsonl};
 
 /// Write the LoRA training set (ChatML JSON lines) from the KB and question templates.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
     #[arg(long, default_value = "data/kb.jsonl")]

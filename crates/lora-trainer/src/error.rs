@@ -12,7 +12,8 @@ pub enum Error {
     #[error("invalid training config: `{field}` {message}")]
     InvalidConfig { field: &'static str, message: String },
 
-    #[error("{path}: {source}")]
+    // The OS error is the source, printed after the path in an error chain (`{:#}`).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

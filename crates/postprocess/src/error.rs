@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// rules file can be fixed without reading Rust.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read rules file {path}: {source}")]
+    // The OS error is the source, printed after this message in an error chain (`{:#}`).
+    #[error("cannot read rules file {path}")]
     Read { path: PathBuf, source: std::io::Error },
 
     #[error("{path}: invalid rules file: {message}")]

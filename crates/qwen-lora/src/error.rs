@@ -7,7 +7,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
+    // The OS error is the source, printed after the path in an error chain (`{:#}`).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

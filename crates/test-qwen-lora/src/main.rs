@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -22,7 +23,7 @@ use qwen_lora::inference::load_model_with;
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
 /// refusal accuracy, per-doc accuracy.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -104,18 +105,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let doc_labels = topic_labels(&args, &kb);
     if let Some(from) = &args.answers_from {
         let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
-        let raw: HashMap<&str, &str> = earlier.details.iter().map(|d| (d.question.as_str(), d.raw.as_str())).collect();
+        let raw = earlier.raw_answers_to(&samples, from).context("--answers-from")?;
+        // One batch of all questions: the "generator" hands back the answers looked up above.
         let options = EvalOptions { batch_size: samples.len() };
-        let mut report = evaluate(&samples, post.as_ref(), options, |questions| {
-            questions
-                .iter()
-                .map(|q| {
-                    raw.get(q.as_str()).map(|a| a.to_string()).with_context(|| {
-                        format!("{} has no answer to `{q}` (from {})", from.display(), args.eval.display())
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        })?;
+        let mut report = evaluate(&samples, post.as_ref(), options, |_| Ok::<_, Infallible>(raw.clone()))?;
         report.summary.generation_seconds = earlier.summary.generation_seconds;
         return finish(&args, &report, doc_labels);
     }
@@ -159,7 +152,7 @@ fn topic_labels(args: &Args, kb: &Kb) -> HashMap<String, String> {
     match Templates::load(&args.questions, kb) {
         Ok(t) => t.docs().iter().map(|d| (d.doc_id.clone(), d.topic.clone())).collect(),
         Err(e) => {
-            tracing::warn!("--questions: {e:#}; per-doc lines show doc_ids");
+            tracing::warn!("--questions: {:#}; per-doc lines show doc_ids", anyhow::Error::from(e));
             HashMap::new()
         }
     }

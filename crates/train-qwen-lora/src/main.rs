@@ -22,7 +22,7 @@ use qwen_lora::load::SourceInfo;
 
 /// Train a LoRA adapter for Qwen2.5 on ChatML samples (answer-only loss by default).
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// TOML file with training settings (see data/train.toml); flags override it.
     #[arg(long, value_name = "FILE")]
