@@ -61,6 +61,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let inputs = [
+        ("--analysis", args.analysis.as_path()),
+        ("--kb", &args.kb),
+        ("--questions", &args.questions),
+        ("--train", &args.train),
+        ("--eval", &args.eval),
+    ];
+    kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
     let analysis = load_analysis(&args.analysis).context("--analysis")?;
     let kb = Kb::load(&args.kb).context("--kb")?;
     let templates = Templates::load(&args.questions, &kb).context("--questions")?;

@@ -36,6 +36,8 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    let inputs = [("--kb", args.kb.as_path()), ("--questions", &args.questions), ("--train", &args.train)];
+    kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
     let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
     let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
     let train = read_jsonl(&args.train).context("reading the training set (--train)")?;

@@ -43,6 +43,7 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    kb_dataset::check_outputs(&[("--out", &args.out)], &[("--kb", &args.kb), ("--questions", &args.questions)])?;
     let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
     let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
     let request = TrainRequest { total: args.total, unanswerable_ratio: args.unanswerable_ratio, seed: args.seed };

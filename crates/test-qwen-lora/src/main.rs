@@ -87,6 +87,15 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     // Every input is checked before the model loads, so a typo costs nothing.
+    let mut inputs = vec![
+        ("--eval", args.eval.as_path()),
+        ("--kb", &args.kb),
+        ("--rules", &args.rules),
+        ("--questions", &args.questions),
+    ];
+    inputs.extend(args.answers_from.as_deref().map(|p| ("--answers-from", p)));
+    inputs.extend(args.adapter.input_paths().into_iter().chain(args.model.input_paths()));
+    kb_dataset::check_outputs(&[("--report", &args.report)], &inputs)?;
     let mut samples = read_jsonl(&args.eval).context("reading --eval")?;
     if let Some(n) = args.limit {
         samples.truncate(n);
