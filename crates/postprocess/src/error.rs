@@ -51,6 +51,12 @@ pub enum Error {
     )]
     DuplicateTopic { path: PathBuf, line: usize, rule: usize, first_rule: usize, topic: String },
 
+    #[error(
+        "{path}: the rules file has no [[rule]]; without rules nothing is corrected: add rules (see the \
+         header of data/rules.toml) or name another file"
+    )]
+    NoRules { path: PathBuf },
+
     #[error("KB match threshold {0} is out of range; use a number between 0 and 1 (e.g. 0.80)")]
     Threshold(f64),
 }

@@ -296,6 +296,19 @@ fn group_by_module(
                 ),
             ));
         }
+        // A diverged run saves NaN or infinite weights; merged, they turn every answer into one
+        // repeated token, so they are refused here, where the tensor can still be named.
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor '{key}' holds {value} (at flat index {index} of {}); the adapter is broken, as after a \
+                     diverged training run: retrain it (e.g. with a lower learning rate) or use an earlier checkpoint",
+                    values.len()
+                ),
+            ));
+        }
         let map = if is_a { &mut a } else { &mut b };
         map.insert((layer, module), t.clone());
     }

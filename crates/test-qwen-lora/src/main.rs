@@ -150,6 +150,15 @@ fn finish(args: &Args, report: &lora_eval::Report, doc_labels: HashMap<String, S
     print_report(&mut std::io::stdout().lock(), report, &print)?;
     write_report(&args.report, report).with_context(|| format!("writing --report {}", args.report.display()))?;
     println!("report written to {}", args.report.display());
+    if report.summary.model_broken() {
+        bail!(
+            "the model is broken: {} of {} raw answers are empty or one repeated character (see {}); check the \
+             adapter (a diverged training run?) or the base model",
+            report.summary.degenerate_raw,
+            report.summary.total_tests,
+            args.report.display()
+        );
+    }
     Ok(())
 }
 
