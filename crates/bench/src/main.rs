@@ -20,7 +20,7 @@ mod runner;
 mod sections;
 mod sys;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
@@ -34,7 +34,7 @@ use crate::sections::{Section, Settings};
 /// Benchmark kb-lora on the real model (matmul ceiling, load, decode, training, eval generation)
 /// and compare with the reference; prints a Markdown report.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -178,6 +178,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(section), Some(out)) = (args.child, &args.child_out) {
         return runner::write_results(out, &runner::run_here(section, &settings));
     }
+    let mut inputs = vec![("--train", args.train.as_path()), ("--eval-set", &args.eval_set)];
+    inputs.extend(given([("--reference", &args.reference), ("--results", &args.results)]));
+    inputs.extend(args.model.input_paths());
+    kb_dataset::check_outputs(&given([("--out", &args.out), ("--json", &args.json)]), &inputs)?;
     // Fail on a bad reference file before spending minutes measuring.
     let reference = args.reference.as_deref().map(ReferenceFile::read).transpose()?;
     let sections = if args.only.is_empty() { Section::ALL.to_vec() } else { args.only.clone() };
@@ -219,6 +223,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("sections failed: {} (see the report and the messages above)", names.join(", "));
     }
     Ok(())
+}
+
+/// The optional files among `items` that were given, with their flags.
+fn given<'a>(items: [(&'static str, &'a Option<PathBuf>); 2]) -> Vec<(&'static str, &'a Path)> {
+    items.into_iter().filter_map(|(flag, path)| Some((flag, path.as_deref()?))).collect()
 }
 
 /// The model's size, for picking earlier reference figures: from the training sections' FLOP

@@ -1,7 +1,8 @@
 //! What every kb-lora binary shares, so each `main.rs` stays a thin shell:
 //!
-//! - [`main`]: installs logging, runs the binary's `run() -> anyhow::Result<()>`, prints the whole
-//!   error chain (`error: {:#}`) and turns it into a non-zero exit code.
+//! - [`main`]: installs logging and the Ctrl-C cleanup ([`remove_partial_outputs_on_ctrl_c`]),
+//!   runs the binary's `run() -> anyhow::Result<()>`, prints the whole error chain
+//!   (`error: {:#}`) and turns it into a non-zero exit code.
 //! - [`park_idle_candle_workers`]: candle's CPU thread pool parks its idle workers at once instead
 //!   of spinning (measured faster training on few cores); [`main`] does it first.
 //! - [`on_compute_pool`]: runs the work on a worker of rayon's pool, so each parallel op starts
@@ -11,7 +12,9 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Logs go to stderr (results go to stdout); `RUST_LOG` chooses the level, `info` by default.
@@ -64,13 +67,42 @@ pub fn on_compute_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     out.expect("rayon::scope returns only after its spawned job ran")
 }
 
-/// Runs a binary: candle's pool setting, logging, then `run` on rayon's pool
+/// Set by the Ctrl-C handler before it removes the temporaries: a writer whose temporary
+/// vanished then fails, and that failure is not the run's outcome (the interrupt is).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, what a shell reports).
+pub const INTERRUPTED: u8 = 130;
+
+/// On Ctrl-C, removes the temporary files and directories this process is writing outputs into
+/// ([`kb_dataset::remove_temps_of_this_process`]) and exits with [`INTERRUPTED`]. Without it the
+/// default action kills the process on the spot, and an interrupted merge or export leaves its
+/// whole temporary model (hundreds of MB) beside the output.
+pub fn remove_partial_outputs_on_ctrl_c() -> anyhow::Result<()> {
+    ctrlc::set_handler(|| {
+        STOPPING.store(true, Ordering::SeqCst);
+        kb_dataset::remove_temps_of_this_process();
+        eprintln!("interrupted: partial outputs removed");
+        std::process::exit(i32::from(INTERRUPTED));
+    })
+    .context("installing the Ctrl-C handler")
+}
+
+/// Runs a binary: candle's pool setting, logging, the Ctrl-C cleanup, then `run` on rayon's pool
 /// ([`on_compute_pool`]), then the exit code. An error prints its whole chain.
 pub fn main(run: impl FnOnce() -> anyhow::Result<()> + Send) -> ExitCode {
     park_idle_candle_workers();
     init_logging();
+    if let Err(e) = remove_partial_outputs_on_ctrl_c() {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match on_compute_pool(run) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(_) if STOPPING.load(Ordering::SeqCst) => loop {
+            // The handler exits with INTERRUPTED as soon as its cleanup is done.
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

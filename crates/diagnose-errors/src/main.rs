@@ -19,7 +19,7 @@ use qwen_lora::inference::load_model_with;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -85,6 +85,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let svg = args.out.with_extension("svg");
+    let mut inputs = vec![("--eval", args.eval.as_path()), ("--kb", &args.kb), ("--questions", &args.questions)];
+    inputs.extend(args.from_report.as_deref().map(|p| ("--from-report", p)));
+    inputs.extend(args.adapter.input_paths().into_iter().chain(args.model.input_paths()));
+    kb_dataset::check_outputs(&[("--out", &args.out), ("--out (its .svg heat map)", &svg)], &inputs)?;
 
     let raw = match &args.from_report {
         Some(path) => answers_from_report(path, &eval)?,

@@ -10,7 +10,8 @@ pub enum Error {
     #[error(transparent)]
     Dataset(#[from] kb_dataset::Error),
 
-    #[error("cannot read {path}: {source}")]
+    // The OS error is the source, printed after this message in an error chain (`{:#}`).
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
 
     #[error("{path}: not an error analysis ({message}); pass the error_analysis.json written by diagnose-errors")]

@@ -6,7 +6,7 @@
 //! export-gguf --model Qwen/Qwen2.5-1.5B-Instruct --adapter qwen_lora_output/final_model --type q8_0 --out tuned.gguf
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use candle_core::quantized::GgmlDType;
@@ -57,6 +57,11 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let out = &args.out;
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    inputs.extend(args.gguf.as_deref().map(|p| ("--gguf", p)));
+    inputs.extend(args.model.as_deref().map(|m| ("--model", Path::new(m))));
+    inputs.extend(args.adapter.as_deref().map(|p| ("--adapter", p)));
+    kb_dataset::check_outputs(&[("--out", out)], &inputs)?;
     if args.lora_only {
         let adapter = args.adapter.as_deref().context("--lora-only needs --adapter DIR")?;
         let dtype = match args.out_type {

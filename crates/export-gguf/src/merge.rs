@@ -108,7 +108,7 @@ fn merge_one(q: &QTensor, a: &Tensor, b: &Tensor, scale: f64, to: GgmlDType) -> 
 /// Writes `out`: the GGUF `base` with the adapter in `adapter_dir` merged, adapted tensors stored
 /// as `ty`.
 pub fn export_merged(base: &Path, adapter_dir: &Path, out: &Path, ty: OutType) -> Result<MergeReport> {
-    if same_file(base, out) {
+    if kb_dataset::same_file(base, out) {
         return Err(Error::file(out, "is the base GGUF itself; write the tuned model to another file"));
     }
     let target = AtomicOut::create(out)?;
@@ -169,13 +169,6 @@ pub(crate) fn adapter_label(dir: &Path) -> String {
     match dir.parent().and_then(name) {
         Some(parent) if own == "final_model" || own.starts_with("checkpoint") => format!("{parent}/{own}"),
         _ => own,
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
     }
 }
 

@@ -1,22 +1,23 @@
-//! Writing a GGUF file atomically: into a temporary file beside the target, renamed over it only
-//! once complete, so a failed export never leaves a half-written model behind.
+//! Writing a GGUF file atomically, through the workspace's one writer
+//! ([`kb_dataset::AtomicFile`]): into a temporary file beside the target, renamed over it only
+//! once complete, so a failed or interrupted export never leaves a half-written model behind.
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::{QTensor, gguf_file};
-use tempfile::NamedTempFile;
+use kb_dataset::AtomicFile;
 
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result};
 
 /// An output file reserved before the (slow) export starts, so an unwritable `--out` fails at once.
 pub struct AtomicOut {
-    path: PathBuf,
-    tmp: NamedTempFile,
+    out: AtomicFile,
 }
 
 impl AtomicOut {
-    /// Creates the temporary file in `path`'s directory, which must exist and be writable.
+    /// Creates the temporary file in `path`'s directory, which must exist and be writable;
+    /// `path` must be a regular file or a new name (a symlink's target is written).
     pub fn create(path: &Path) -> Result<Self> {
         if path.is_dir() {
             return Err(Error::file(path, "is a directory; --out names the .gguf file to write"));
@@ -28,46 +29,33 @@ impl AtomicOut {
         if !dir.is_dir() {
             return Err(Error::file(path, format!("cannot write here: directory {} does not exist", dir.display())));
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".export-gguf-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| Error::file(path, format!("cannot write in {}: {e}", dir.display())))?;
-        Ok(Self { path: path.to_path_buf(), tmp })
+        Ok(Self { out: AtomicFile::create(path)? })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.out.path()
     }
 
     /// Writes the GGUF (v2, 32-byte alignment) and renames it into place; returns its size.
     pub fn write_gguf(mut self, metadata: &[(String, gguf_file::Value)], tensors: &[(String, QTensor)]) -> Result<u64> {
         let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
+        let path = self.out.path().to_path_buf();
         {
-            let mut w = BufWriter::with_capacity(1 << 20, self.tmp.as_file_mut());
+            let mut w = BufWriter::with_capacity(1 << 20, self.out.file());
             gguf_file::write(&mut w, &md, &ts)
-                .map_err(|e| Error::file(&self.path, format!("writing the GGUF failed: {e}")))?;
-            w.flush().map_err(io(&self.path))?;
+                .map_err(|e| Error::file(&path, format!("writing the GGUF failed: {e}")))?;
+            w.flush().map_err(|e| Error::io(&path, e))?;
         }
-        self.tmp.as_file().sync_all().map_err(io(&self.path))?;
-        let size = self.tmp.as_file().metadata().map_err(io(&self.path))?.len();
-        let path = self.path;
-        let file = self.tmp.persist(&path).map_err(|e| Error::Io { path: path.clone(), source: e.error })?;
-        // Temporary files are created private (0600); the model is an ordinary file.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io(&path))?;
-        }
-        drop(file);
+        let size = self.out.file().metadata().map_err(|e| Error::io(&path, e))?.len();
+        self.out.commit()?;
         Ok(size)
     }
 }
 
 /// Reads a GGUF header, saying which file failed and why.
 pub(crate) fn read_header(path: &Path) -> Result<(std::fs::File, gguf_file::Content)> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut f = std::fs::File::open(path).map_err(crate::error::io(path))?;
     let ct = gguf_file::Content::read(&mut f).map_err(|e| {
         Error::file(
             path,

@@ -350,7 +350,7 @@ fn no_temporaries(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".export-gguf-"))
+        .filter(|n| n.contains(".kb-lora-tmp."))
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }

@@ -18,7 +18,7 @@ use kb_dataset::{Kb, Templates, read_jsonl, write_jsonl};
 
 /// Add targeted training samples for the weak and confused topics of an error analysis.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// Error analysis written by diagnose-errors.
     #[arg(long, value_name = "FILE", default_value = "error_analysis.json")]
@@ -61,6 +61,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let inputs = [
+        ("--analysis", args.analysis.as_path()),
+        ("--kb", &args.kb),
+        ("--questions", &args.questions),
+        ("--train", &args.train),
+        ("--eval", &args.eval),
+    ];
+    kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
     let analysis = load_analysis(&args.analysis).context("--analysis")?;
     let kb = Kb::load(&args.kb).context("--kb")?;
     let templates = Templates::load(&args.questions, &kb).context("--questions")?;

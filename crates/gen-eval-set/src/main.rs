@@ -16,7 +16,7 @@ use kb_dataset::{Kb, OverlapReport, Templates, build_eval_set, read_jsonl, write
 
 /// Write the evaluation set (ChatML JSON lines) and report its overlap with the training set.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
     #[arg(long, default_value = "data/kb.jsonl")]
@@ -36,6 +36,8 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    let inputs = [("--kb", args.kb.as_path()), ("--questions", &args.questions), ("--train", &args.train)];
+    kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
     let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
     let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
     let train = read_jsonl(&args.train).context("reading the training set (--train)")?;

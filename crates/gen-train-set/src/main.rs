@@ -15,7 +15,7 @@ use kb_dataset::{Kb, Templates, TrainRequest, build_train_set, write_jsonl};
 
 /// Write the LoRA training set (ChatML JSON lines) from the KB and question templates.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
     #[arg(long, default_value = "data/kb.jsonl")]
@@ -43,6 +43,7 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    kb_dataset::check_outputs(&[("--out", &args.out)], &[("--kb", &args.kb), ("--questions", &args.questions)])?;
     let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
     let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
     let request = TrainRequest { total: args.total, unanswerable_ratio: args.unanswerable_ratio, seed: args.seed };

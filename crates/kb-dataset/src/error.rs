@@ -8,11 +8,16 @@ use std::path::PathBuf;
 /// user can fix the input without reading Rust.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    // The OS error is the source, printed after this message in an error chain (`{:#}`); naming
+    // it here too would print it twice.
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
 
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: std::io::Error },
+
+    #[error("cannot write {path}: {message}")]
+    Output { path: PathBuf, message: String },
 
     #[error("{path}:{line}: not valid UTF-8 (byte {byte} of the line); save the file as UTF-8")]
     InvalidUtf8 { path: PathBuf, line: usize, byte: usize },

@@ -1,5 +1,5 @@
-//! File plumbing shared by the KB and the data sets: line-numbered UTF-8 reading, Python-style
-//! JSON lines and atomic writes.
+//! File plumbing shared by the KB and the data sets: line-numbered UTF-8 reading and Python-style
+//! JSON lines (writes go through [`crate::output`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -69,22 +69,6 @@ impl serde_json::ser::Formatter for PythonFormatter {
     }
 }
 
-/// Writes `contents` to `path` atomically: a temp file in the same directory, then a rename, so a
-/// reader never sees half a file and a failed run leaves the old file untouched.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(contents).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,16 +109,5 @@ mod tests {
         let e = read_text(&p).unwrap_err();
         assert!(matches!(e, Error::InvalidUtf8 { line: 2, byte: 6, .. }), "{e:?}");
         assert!(e.to_string().contains("q.toml:2"), "{e}");
-    }
-
-    #[test]
-    fn write_atomic_creates_dirs_and_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/out.txt");
-        write_atomic(&p, b"first").unwrap();
-        write_atomic(&p, b"second").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"second");
-        // Only the target remains: no temp files left behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
     }
 }

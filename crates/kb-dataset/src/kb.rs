@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::io::{read_lines, to_python_json, write_atomic};
+use crate::io::{read_lines, to_python_json};
+use crate::output::write_atomic;
 
 /// One KB entry. `doc_id` and `text_hash` are derived from `text` (see [`doc_id_for`],
 /// [`text_hash`]), so editing a text changes its id and stale references are caught.

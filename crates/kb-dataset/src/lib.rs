@@ -9,6 +9,10 @@
 //! - [`build_train_set`] (with its [`Distribution`] report), [`build_eval_set`] and
 //!   [`OverlapReport`]: what `gen-train-set` and `gen-eval-set` run.
 //!
+//! - [`write_atomic`], [`AtomicFile`], [`AtomicDir`], [`check_outputs`]: the workspace's one
+//!   atomic writer, which never replaces a device, FIFO or directory, writes through symlinks,
+//!   respects the umask, cleans up after interrupted runs and refuses to write over an input.
+//!
 //! Every error ([`Error`]) names the file and line or entry; every write is atomic.
 
 mod chatml;
@@ -17,6 +21,7 @@ mod error;
 mod eval_set;
 mod io;
 mod kb;
+mod output;
 mod overlap;
 mod sample;
 mod sampling;
@@ -26,8 +31,10 @@ pub use chatml::{ANSWER_PREFIX, REFUSAL_PREFIX, answer_for, chatml, is_refusal, 
 pub use distribution::{Count, Distribution, DocCount, StyleCount};
 pub use error::{Error, Result};
 pub use eval_set::build_eval_set;
-pub use io::write_atomic;
 pub use kb::{Kb, KbEntry, doc_id_for, normalize, text_hash};
+pub use output::{
+    AtomicDir, AtomicFile, check_outputs, remove_temps_of_this_process, resolve_output, same_file, write_atomic,
+};
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
 pub use sampling::{TrainRequest, TrainSet, build_train_set};

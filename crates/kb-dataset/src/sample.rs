@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::chatml::{chatml, split_chatml};
 use crate::error::{Error, Result};
-use crate::io::{read_lines, to_python_json, write_atomic};
+use crate::io::{read_lines, to_python_json};
+use crate::output::write_atomic;
 
 /// Style of unanswerable samples (training and eval).
 pub const STYLE_UNANSWERABLE: &str = "unanswerable";

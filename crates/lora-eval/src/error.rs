@@ -17,20 +17,28 @@ pub enum Error {
     #[error("batch size must be at least 1")]
     BatchSize,
 
-    #[error("generation failed on questions {start}..{end}: {source}")]
+    // Sources are printed after these messages in an error chain (`{:#}`), so the messages do
+    // not repeat them.
+    #[error("generation failed on questions {start}..{end}")]
     Generation { start: usize, end: usize, source: Box<dyn std::error::Error + Send + Sync> },
 
     #[error("the generator returned {got} answers for a batch of {expected} questions")]
     AnswerCount { expected: usize, got: usize },
 
-    #[error("cannot write report {path}: {source}")]
+    #[error("cannot write report {path}")]
     WriteReport { path: PathBuf, source: kb_dataset::Error },
 
-    #[error("cannot read report {path}: {source}")]
+    #[error("cannot read report {path}")]
     ReadReport { path: PathBuf, source: std::io::Error },
 
-    #[error("{path}: not a valid report: {source}")]
+    #[error("{path}: not a valid report")]
     ParseReport { path: PathBuf, source: serde_json::Error },
+
+    #[error(
+        "{path} has no answer to `{question}`: that report answered another eval set (or fewer of its \
+         questions); run test-qwen-lora on this eval set once without --answers-from"
+    )]
+    MissingAnswer { path: PathBuf, question: String },
 }
 
 /// Shorthand used throughout the crate.

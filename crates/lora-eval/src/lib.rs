@@ -8,7 +8,9 @@
 //!   [`Summary`]. Similarity is difflib's ratio (via `seqmatch`) of expected vs answer, raw
 //!   (as generated) and final (after post-processing).
 //! - [`summarize`]: the [`Summary`] of a list of details (averages, [`Buckets`], sources,
-//!   refusal accuracy, per-doc accuracy, goal check).
+//!   refusal accuracy, per-doc accuracy, goal check). A model whose raw answers are mostly empty
+//!   or one repeated character ([`is_degenerate`]) fails the goal whatever post-processing made
+//!   of them ([`Summary::model_broken`]).
 //! - [`print_report`]: the human-readable report; [`write_report`] / [`read_report`]: the JSON
 //!   report `{summary, details}`, written atomically.
 //!
@@ -16,6 +18,7 @@
 //! the Python reference.
 
 mod error;
+mod health;
 mod percent;
 mod print;
 mod report;
@@ -23,6 +26,7 @@ mod runner;
 mod summary;
 
 pub use error::{Error, Result};
+pub use health::{is_broken, is_degenerate};
 pub use postprocess::Source;
 pub use print::{PrintOptions, compare_table, print_report};
 pub use report::{Detail, Report, read_report, write_report};

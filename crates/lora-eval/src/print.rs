@@ -145,6 +145,16 @@ pub fn print_report(out: &mut dyn Write, report: &Report, options: &PrintOptions
     }
 
     writeln!(out)?;
+    if s.model_broken() {
+        return writeln!(
+            out,
+            "Goal: FAILED: {} of {} raw answers are empty or one repeated character; the model is broken \
+             (post-processing hid it: {} after it)",
+            s.degenerate_raw,
+            s.total_tests,
+            pct(s.avg_similarity)
+        );
+    }
     let verdict = if s.goal_met { "PASSED" } else { "NOT MET" };
     writeln!(out, "Goal: average similarity {} >= {}: {verdict}", pct(s.avg_similarity), pct(s.pass_threshold))
 }

@@ -1,7 +1,9 @@
 //! The evaluation report: per-question details plus the summary, and its JSON file.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use kb_dataset::Sample;
 use postprocess::{RawKind, Settings, Source};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,27 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postprocess: Option<Settings>,
     pub details: Vec<Detail>,
+}
+
+impl Report {
+    /// The raw answer this report (read from `path`) gave to each of `samples`' questions, in
+    /// their order; a question it lacks is an error naming both.
+    pub fn raw_answers_to(&self, samples: &[Sample], path: &Path) -> Result<Vec<String>> {
+        let raw: HashMap<&str, &str> = self.details.iter().map(|d| (d.question.as_str(), d.raw.as_str())).collect();
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let q = s.question().ok_or_else(|| Error::NotChatMl {
+                    index: i + 1,
+                    doc_id: s.doc_id.clone().unwrap_or_else(|| "none".into()),
+                })?;
+                raw.get(q)
+                    .map(|a| a.to_string())
+                    .ok_or_else(|| Error::MissingAnswer { path: path.to_path_buf(), question: q.to_string() })
+            })
+            .collect()
+    }
 }
 
 /// Writes the report as pretty JSON, atomically, creating the directory; nothing is written on

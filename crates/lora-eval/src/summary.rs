@@ -122,11 +122,23 @@ pub struct Summary {
     pub per_doc: BTreeMap<String, DocStats>,
     #[serde(with = "crate::percent")]
     pub pass_threshold: f64,
-    /// Whether `avg_similarity` ≥ `pass_threshold`.
+    /// Raw answers that are empty or one repeated character ([`crate::is_degenerate`]).
+    #[serde(default)]
+    pub degenerate_raw: usize,
+    /// Whether `avg_similarity` ≥ `pass_threshold` and the model is not broken
+    /// ([`Summary::model_broken`]).
     pub goal_met: bool,
     /// Wall-clock seconds spent in the generator (0 when not measured).
     #[serde(default)]
     pub generation_seconds: f64,
+}
+
+impl Summary {
+    /// Whether most raw answers are degenerate: the model is broken, however well
+    /// post-processing scored its answers.
+    pub fn model_broken(&self) -> bool {
+        crate::is_broken(self.degenerate_raw, self.total_tests)
+    }
 }
 
 /// Mean of `values`; 0 for none (an empty eval is refused earlier, this only avoids NaN).
@@ -204,6 +216,7 @@ pub fn summarize(details: &[Detail]) -> Summary {
 
     let avg_similarity = mean(finals());
     let answerable_details = || details.iter().filter(|d| !is_refusal(&d.expected));
+    let degenerate_raw = details.iter().filter(|d| crate::is_degenerate(&d.raw)).count();
     Summary {
         total_tests: details.len(),
         avg_similarity,
@@ -227,7 +240,10 @@ pub fn summarize(details: &[Detail]) -> Summary {
         unmatched_kept: unmatched().filter(|d| d.model == d.raw).count(),
         per_doc,
         pass_threshold: PASS_THRESHOLD,
-        goal_met: !details.is_empty() && avg_similarity >= PASS_THRESHOLD,
+        degenerate_raw,
+        goal_met: !details.is_empty()
+            && avg_similarity >= PASS_THRESHOLD
+            && !crate::is_broken(degenerate_raw, details.len()),
         generation_seconds: 0.0,
     }
 }
@@ -303,5 +319,18 @@ mod tests {
         let empty = summarize(&[]);
         assert_eq!(empty.avg_similarity, 0.0);
         assert!(!empty.goal_met);
+    }
+
+    #[test]
+    fn garbage_raw_answers_fail_the_goal_whatever_post_processing_did() {
+        let a = "依據公司規範:甲";
+        let mut rescued = detail(a, a, 1.0, 0.0, Source::RuleOverride, Some("d"));
+        rescued.raw = "!!!!!!!!".into();
+        let fine = detail(a, a, 1.0, 1.0, Source::ModelGenerated, Some("d"));
+        let s = summarize(&[rescued.clone(), rescued.clone(), fine.clone()]);
+        assert_eq!((s.degenerate_raw, s.avg_similarity), (2, 1.0));
+        assert!(s.model_broken() && !s.goal_met);
+        let s = summarize(&[rescued, fine.clone(), fine]);
+        assert!(!s.model_broken() && s.goal_met);
     }
 }

@@ -206,7 +206,9 @@ fn generator_errors_and_bad_counts_are_reported() {
     })
     .unwrap_err();
     assert!(matches!(e, Error::Generation { start: 1, end: 5, .. }), "{e:?}");
-    assert!(e.to_string().contains("out of memory"), "{e}");
+    // The generator's error is the source (an error chain prints it after the message).
+    let source = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+    assert!(source.contains("out of memory") && !e.to_string().contains("out of memory"), "{e}: {source}");
 
     let e = evaluate(&samples, None, EvalOptions::default(), |qs: &[String]| {
         Ok::<_, std::io::Error>(vec![String::new(); qs.len() - 1])

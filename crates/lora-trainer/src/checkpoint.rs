@@ -92,6 +92,29 @@ fn list(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
+/// Every `checkpoint-<step>/` directory in `output_dir`, complete or not.
+pub fn all(output_dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(output_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(output_dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(output_dir, e))?;
+        let is_checkpoint = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(CHECKPOINT_PREFIX))
+            .is_some_and(|step| step.parse::<usize>().is_ok());
+        if is_checkpoint && entry.path().is_dir() {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// The checkpoint with the highest step in `output_dir`, if any.
 pub fn latest(output_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list(output_dir)?.pop().map(|(_, p)| p))
@@ -104,12 +127,35 @@ pub fn load_state(dir: &Path) -> Result<TrainerState> {
     serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, format!("invalid trainer state: {e}")))
 }
 
+/// Reads a checkpoint's safetensors file; a missing or damaged one is named (candle's own
+/// errors do not say which file).
+pub(crate) fn load_tensors(
+    path: &Path,
+    device: &Device,
+) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    if !path.is_file() {
+        return Err(Error::checkpoint(
+            path,
+            "missing: the checkpoint is incomplete; resume from another checkpoint-<step>/ or start over with --overwrite",
+        ));
+    }
+    candle_core::safetensors::load(path, device).map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!(
+                "not a readable safetensors file ({e}); the checkpoint is damaged: resume from another \
+                 checkpoint-<step>/ or start over with --overwrite"
+            ),
+        )
+    })
+}
+
 /// Loads the adapter weights of a checkpoint into `params` (matched by PEFT key name; PEFT's
 /// in-memory `.default` infix is tolerated on either side).
 pub fn restore_params(dir: &Path, params: &[(String, Var)]) -> Result<()> {
     let path = dir.join(ADAPTER_WEIGHTS_FILE);
     let device = params.first().map(|(_, v)| v.device().clone()).unwrap_or(Device::Cpu);
-    let mut tensors = candle_core::safetensors::load(&path, &device)?;
+    let mut tensors = load_tensors(&path, &device)?;
     for (name, var) in params {
         let tensor = tensors
             .remove(name)

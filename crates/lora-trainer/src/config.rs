@@ -241,7 +241,9 @@ impl TrainConfig {
         if self.lora.target_modules.is_empty() {
             return Err(Error::invalid("lora.target_modules", "must name at least one projection"));
         }
-        Ok(())
+        // The model crate's own check of the names (known projections, each listed once); the
+        // fields above are checked first so their messages name the config's field.
+        self.lora.to_lora_config().validate().map_err(|e| Error::invalid("lora.target_modules", e.to_string()))
     }
 
     /// The config as TOML text.
@@ -363,6 +365,12 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("lora.lora_dropout"));
         let c = TrainConfig { learning_rate: f64::NAN, ..TrainConfig::default() };
         assert!(c.validate().unwrap_err().to_string().contains("learning_rate"));
+        let mut c = TrainConfig::default();
+        c.lora.target_modules = ["q_proj", "v_proj", "q_proj"].map(String::from).to_vec();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("lora.target_modules") && e.contains("'q_proj' twice"), "{e}");
+        c.lora.target_modules = vec!["qproj".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("unknown target module 'qproj'"));
     }
 
     #[test]

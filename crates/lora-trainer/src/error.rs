@@ -12,7 +12,8 @@ pub enum Error {
     #[error("invalid training config: `{field}` {message}")]
     InvalidConfig { field: &'static str, message: String },
 
-    #[error("{path}: {source}")]
+    // The OS error is the source, printed after the path in an error chain (`{:#}`).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -51,11 +52,21 @@ pub enum Error {
     #[error("cannot resume from {path}: {message}")]
     Resume { path: PathBuf, message: String },
 
+    #[error(
+        "{path} already holds a training run ({found}); pass --resume to continue it, --overwrite to start \
+         over (deleting that run's adapter, checkpoints and metrics), or choose another --output"
+    )]
+    RunExists { path: PathBuf, found: String },
+
     #[error(transparent)]
     Model(#[from] qwen_lora::Error),
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    /// Writing an output (the shared atomic writer's error names the file).
+    #[error(transparent)]
+    Output(#[from] kb_dataset::Error),
 }
 
 /// Shorthand used throughout the crate.

@@ -26,4 +26,4 @@ pub mod trainer;
 pub use config::{FrozenMatmul, LossMode, SchedulerKind, TrainConfig};
 pub use error::{Error, Result};
 pub use metrics::{RunStatus, TrainSummary};
-pub use trainer::{Resume, TrainOptions, train};
+pub use trainer::{Resume, TrainOptions, check_output_dir, run_outputs, train};

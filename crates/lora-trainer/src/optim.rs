@@ -82,20 +82,16 @@ impl AdamW {
             map.insert(format!("exp_avg_sq.{name}"), self.v[i].clone());
         }
         map.insert("step".to_string(), Tensor::new(&[self.step as i64], &Device::Cpu)?);
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(path, e))?;
-        candle_core::safetensors::save(&map, tmp.path())?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-        Ok(())
+        // Serialized in memory (twice the adapter's size) and written by the workspace's atomic
+        // writer, which gives the file the umask's mode and cleans up after an interrupt.
+        let bytes = safetensors::serialize(&map, None).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+        Ok(kb_dataset::write_atomic(path, &bytes)?)
     }
 
     /// Restores a state saved by [`AdamW::save`] for the same parameters (names and shapes).
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let device = self.params.first().map(|(_, p)| p.device().clone()).unwrap_or(Device::Cpu);
-        let mut map = candle_core::safetensors::load(path, &device)?;
+        let mut map = crate::checkpoint::load_tensors(path, &device)?;
         let bad = |message: String| Error::checkpoint(path, message);
         let step = map.remove("step").ok_or_else(|| bad("no `step` tensor".into()))?;
         let step = step.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;

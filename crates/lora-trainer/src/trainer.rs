@@ -13,12 +13,14 @@ use tokenizers::Tokenizer;
 
 use crate::batch::{collate, dropout_seed, epoch_order, epoch_seed, length_grouped_batches};
 use crate::checkpoint::{self, OPTIMIZER_FILE, TrainerState};
-use crate::config::TrainConfig;
+use crate::config::{RESOLVED_CONFIG_FILE, TrainConfig};
 use crate::data::{self, Example, Prepared, tokenize_samples};
 use crate::error::{Error, Result};
 use crate::fsutil::write_dir_atomic;
 use crate::loss::batch_loss;
-use crate::metrics::{self, MetricRecord, RunStatus, TrainSummary, peak_memory_bytes};
+use crate::metrics::{
+    self, LOSS_PLOT_FILE, METRICS_FILE, MetricRecord, RunStatus, SUMMARY_FILE, TrainSummary, peak_memory_bytes,
+};
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator, clip_grad_norm};
 use crate::progress::{Window, progress_bar};
 use crate::schedule::learning_rate;
@@ -49,6 +51,10 @@ pub struct TrainOptions {
     /// Stop with a checkpoint after this optimizer step, leaving the schedule untouched (as if
     /// interrupted there); for tests of resuming.
     pub halt_after_step: Option<usize>,
+    /// Start a new run in an output directory that holds an earlier one, deleting that run's
+    /// adapter, checkpoints and metrics first. Without it (and without `resume`) such a
+    /// directory is refused, so an earlier adapter is never lost by accident.
+    pub overwrite: bool,
 }
 
 impl TrainOptions {
@@ -60,8 +66,38 @@ impl TrainOptions {
             show_progress: true,
             stop: Arc::new(AtomicBool::new(false)),
             halt_after_step: None,
+            overwrite: false,
         }
     }
+}
+
+/// What a run writes into its output directory, by name (checkpoints aside).
+const RUN_FILES: [&str; 5] = [FINAL_MODEL_DIR, RESOLVED_CONFIG_FILE, METRICS_FILE, LOSS_PLOT_FILE, SUMMARY_FILE];
+
+/// The files and directories of a run that exist in `output_dir` now (`final_model/`,
+/// `checkpoint-<step>/`, `train_config.toml`, `metrics.jsonl`, `loss.svg`, `summary.json`):
+/// what a new run there would replace.
+pub fn run_outputs(output_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> =
+        RUN_FILES.iter().map(|name| output_dir.join(name)).filter(|p| p.symlink_metadata().is_ok()).collect();
+    found.extend(checkpoint::all(output_dir)?);
+    Ok(found)
+}
+
+/// Refuses to start a new run (no `resume`) in a directory holding an earlier run unless
+/// `overwrite` is set, naming what is there and the ways out. Cheap: binaries call it before
+/// loading the model; [`train`] calls it again.
+pub fn check_output_dir(output_dir: &Path, resume: bool, overwrite: bool) -> Result<()> {
+    if resume || overwrite {
+        return Ok(());
+    }
+    let found = run_outputs(output_dir)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> =
+        found.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    Err(Error::RunExists { path: output_dir.to_path_buf(), found: names.join(", ") })
 }
 
 /// Trains the LoRA adapter of `model` on `train_texts` (ChatML), evaluating on `eval_texts`
@@ -77,6 +113,7 @@ pub fn train(
     let started = Instant::now();
     let out = opts.output_dir.as_path();
     config.validate()?;
+    check_output_dir(out, opts.resume.is_some(), opts.overwrite)?;
     let params = model.lora_vars();
     let device = match params.first() {
         Some((_, v)) => v.device().clone(),
@@ -99,6 +136,14 @@ pub fn train(
     let total_steps = config.max_steps.unwrap_or(config.epochs * steps_per_epoch);
     let n_epochs = total_steps.div_ceil(steps_per_epoch);
     let fingerprint = data::fingerprint(&train.examples);
+    if config.warmup_steps > total_steps {
+        tracing::warn!(
+            "warmup_steps = {} is more than the {total_steps} optimizer steps of this run: the learning rate never \
+             reaches learning_rate = {}; lower --warmup-steps (or warmup_steps in the config)",
+            config.warmup_steps,
+            config.learning_rate
+        );
+    }
     tracing::info!(
         "{} training samples in {n_batches} micro-batches, {steps_per_epoch} optimizer steps per epoch, {total_steps} steps in all; {} eval samples",
         train.examples.len(),
@@ -116,12 +161,12 @@ pub fn train(
     )?;
     let mut state = match &opts.resume {
         None => {
-            if let Some(old) = checkpoint::latest(out)? {
-                tracing::warn!(
-                    "{} already holds {}; starting a new run over it (pass --resume to continue that one)",
-                    out.display(),
-                    old.display()
-                );
+            // Only reached with `overwrite` when an earlier run is there (checked above); its
+            // outputs go now, so its checkpoints cannot be mistaken for this run's.
+            for old in run_outputs(out)? {
+                tracing::warn!("--overwrite: removing {} of the earlier run", old.display());
+                let removed = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
+                removed.map_err(|e| Error::io(&old, e))?;
             }
             fresh_state(config, fingerprint)
         }
@@ -321,10 +366,17 @@ fn resume_state(
     let refuse = |message: String| Error::Resume { path: dir.clone(), message };
     let changed = changed_fields(&state.config, config);
     if !changed.is_empty() {
+        let (was, now) = (flatten(&state.config), flatten(config));
+        let show = |f: &[(String, serde_json::Value)], k: &str| {
+            f.iter().find(|(n, _)| n == k).map_or("unset".to_string(), |(_, v)| v.to_string())
+        };
+        let diffs: Vec<String> =
+            changed.iter().map(|k| format!("{k} (checkpoint {}, now {})", show(&was, k), show(&now, k))).collect();
         return Err(refuse(format!(
-            "the config differs from the checkpoint's in {}; resume with the same settings (see {}/train_config.toml) or start a new output directory",
-            changed.join(", "),
-            out.display()
+            "the settings differ from the checkpoint's in {}; resume with the checkpoint's settings (recorded under \
+             `config` in {}) or start a new run (--overwrite, or another --output)",
+            diffs.join(", "),
+            dir.join(checkpoint::STATE_FILE).display()
         )));
     }
     if state.data_fingerprint != fingerprint {
@@ -351,20 +403,7 @@ fn resume_state(
 
 /// Names of the settings that differ between two configs, ignoring those that only change reporting.
 fn changed_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
-    let flat = |c: &TrainConfig| -> Vec<(String, serde_json::Value)> {
-        let mut v = serde_json::to_value(c).expect("config serializes");
-        let mut out = Vec::new();
-        if let Some(map) = v.as_object_mut() {
-            for (k, val) in map.iter() {
-                match val.as_object() {
-                    Some(inner) => out.extend(inner.iter().map(|(ik, iv)| (format!("{k}.{ik}"), iv.clone()))),
-                    None => out.push((k.clone(), val.clone())),
-                }
-            }
-        }
-        out
-    };
-    let (fa, fb) = (flat(a), flat(b));
+    let (fa, fb) = (flatten(a), flatten(b));
     let get = |f: &[(String, serde_json::Value)], k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut keys: Vec<String> = fa.iter().chain(&fb).map(|(k, _)| k.clone()).collect();
     keys.sort();
@@ -375,6 +414,21 @@ fn changed_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
         .filter(|k| !["logging_steps", "save_steps", "frozen_matmul"].contains(&k.as_str()))
         .filter(|k| get(&fa, k) != get(&fb, k))
         .collect()
+}
+
+/// Every setting as (`field` or `section.field`, value).
+fn flatten(c: &TrainConfig) -> Vec<(String, serde_json::Value)> {
+    let mut v = serde_json::to_value(c).expect("config serializes");
+    let mut out = Vec::new();
+    if let Some(map) = v.as_object_mut() {
+        for (k, val) in map.iter() {
+            match val.as_object() {
+                Some(inner) => out.extend(inner.iter().map(|(ik, iv)| (format!("{k}.{ik}"), iv.clone()))),
+                None => out.push((k.clone(), val.clone())),
+            }
+        }
+    }
+    out
 }
 
 /// Token-weighted mean loss over the eval set (no dropout); `None` without eval samples.

@@ -114,15 +114,22 @@ fn resume_refuses_other_settings_and_missing_checkpoints() {
 
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    // A learning rate that diverges: warmup makes the first update 0, the second throws the
+    // adapter out of f32's range (checkpointed after it), the third step's loss is not finite.
+    let cfg = TrainConfig { learning_rate: 1e30, save_steps: 1, ..config() };
+    let out = tempfile::tempdir().unwrap();
+    let e = run(out.path(), None, None, &cfg).unwrap_err().to_string();
+    assert!(e.contains("loss became") && e.contains("at optimizer step 3") && e.contains("checkpoint-2"), "{e}");
+    assert!(out.path().join("checkpoint-2/trainer_state.json").is_file());
+}
+
+#[test]
+fn a_new_run_into_an_earlier_one_is_refused_unless_overwriting() {
     let cfg = config();
     let out = tempfile::tempdir().unwrap();
     run(out.path(), None, Some(2), &cfg).unwrap();
-    let model = tiny_model(&cfg.lora.to_lora_config(), 5);
-    let (_, var) = &model.lora_vars()[0];
-    var.set(&(var.as_tensor() * f64::NAN).unwrap()).unwrap();
-    let mut opts = TrainOptions::new(out.path(), "tiny");
-    opts.show_progress = false;
-    let e = lora_trainer::train(&model, &tokenizer(), &texts(&qa_pairs(10)), &[], &cfg, &opts).unwrap_err().to_string();
-    assert!(e.contains("loss became NaN") && e.contains("checkpoint-2"), "{e}");
+    let e = run(out.path(), None, None, &cfg).unwrap_err();
+    assert!(matches!(e, lora_trainer::Error::RunExists { .. }), "{e:?}");
+    assert!(e.to_string().contains("checkpoint-2") && e.to_string().contains("--overwrite"), "{e}");
     assert!(out.path().join("checkpoint-2/trainer_state.json").is_file());
 }

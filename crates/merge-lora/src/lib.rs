@@ -5,7 +5,8 @@
 //!   `config.json`, `tokenizer.json`, `model.safetensors` and, when the base has them,
 //!   `tokenizer_config.json` (chat template), `generation_config.json` and the other tokenizer
 //!   files. Everything is written into a temporary directory beside the target, then renamed
-//!   into place, so a failed run leaves nothing half-written.
+//!   into place ([`kb_dataset::AtomicDir`]), so a failed or interrupted run leaves nothing
+//!   half-written.
 //! - [`Merged`]: what was written; [`Error`]: what can go wrong, naming the file.
 
 use std::path::{Path, PathBuf};
@@ -50,16 +51,13 @@ pub struct Merged {
 /// or be an empty directory. The model takes `base`'s weights (so merging frees the ones it
 /// replaces); `base` keeps its config, tokenizer and source.
 pub fn merge_into_dir(base: &mut BaseModel, adapter: &Path, out: &Path, dtype: DType) -> Result<Merged> {
-    let parent = check_out(out)?;
+    check_out(out)?;
     let mut model = base.take_model()?;
     let cfg = load_adapter(&mut model, adapter)?;
     tracing::info!(adapter = %adapter.display(), r = cfg.r, alpha = cfg.lora_alpha, "merging adapter");
     model.merge_lora()?;
 
-    let tmp = tempfile::Builder::new()
-        .prefix(".merge-lora-")
-        .tempdir_in(&parent)
-        .map_err(|e| Error::File { path: parent.clone(), msg: format!("cannot create a directory here: {e}") })?;
+    let tmp = kb_dataset::AtomicDir::create(out)?;
     let mut files = Vec::new();
     let source_dir = match &base.source {
         SourceInfo::Dir { dir } | SourceInfo::Hub { dir, .. } => Some(dir.as_path()),
@@ -114,29 +112,15 @@ pub fn merge_into_dir(base: &mut BaseModel, adapter: &Path, out: &Path, dtype: D
     safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), &weights)
         .map_err(|e| Error::File { path: weights.clone(), msg: format!("cannot write the weights: {e}") })?;
     files.push("model.safetensors".to_string());
-    // Temporary directories are private (0700) and the writer may create private files; the
-    // merged model is an ordinary directory.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o644)).map_err(io(&weights))?;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).map_err(io(tmp.path()))?;
-    }
     let weights_bytes = std::fs::metadata(&weights).map_err(io(&weights))?.len();
 
-    // Replace an empty target directory, or create it, in one rename.
-    if out.is_dir() {
-        std::fs::remove_dir(out).map_err(io(out))?;
-    }
-    let kept = tmp.keep();
-    if let Err(e) = std::fs::rename(&kept, out) {
-        let _ = std::fs::remove_dir_all(&kept);
-        return Err(Error::Io { path: out.to_path_buf(), source: e });
-    }
+    // Replaces an empty target directory, or creates it; the files get the umask's mode.
+    tmp.commit()?;
     Ok(Merged { out: out.to_path_buf(), files, tensors: tensors.len(), weights_bytes })
 }
 
-/// Refuses an `out` that holds something, and makes sure its parent exists. Returns the parent.
+/// Refuses an `out` that holds something (or is not a directory), and makes sure its parent
+/// exists. Returns the parent.
 fn check_out(out: &Path) -> Result<PathBuf> {
     if out.exists() {
         let empty = out.is_dir() && std::fs::read_dir(out).map_err(io(out))?.next().is_none();

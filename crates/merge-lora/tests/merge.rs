@@ -151,7 +151,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".merge-lora-"))
+        .filter(|n| n.contains(".kb-lora-tmp."))
         .collect()
 }
 

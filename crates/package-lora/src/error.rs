@@ -6,11 +6,16 @@ use std::path::PathBuf;
 /// say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    // The OS error is the source, printed after this message in an error chain (`{:#}`).
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
 
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: std::io::Error },
+
+    /// The archive could not be reserved or renamed into place (the writer's error names it).
+    #[error(transparent)]
+    Output(#[from] kb_dataset::Error),
 
     #[error("{path}: invalid JSON: {message}")]
     Json { path: PathBuf, message: String },

@@ -74,6 +74,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     let Some(adapter) = args.adapter else {
         bail!("--adapter DIR is required (or --verify FILE)");
     };
+    let mut inputs = vec![("--adapter", adapter.as_path())];
+    let optional = [
+        ("--report", &args.report),
+        ("--train", &args.train),
+        ("--eval", &args.eval),
+        ("--base-gguf", &args.base_gguf),
+    ];
+    inputs.extend(optional.into_iter().filter_map(|(flag, path)| Some((flag, path.as_deref()?))));
+    kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
     let opts = PackageOptions {
         adapter,
         report: args.report,

@@ -134,36 +134,27 @@ fn read_summary(path: &Path) -> Result<serde_json::Value> {
     }
 }
 
-/// Streams manifest + files into a gzip'd tar in a temp file next to `out`, then renames it.
+/// Streams manifest + files into a gzip'd tar in a temp file next to `out`, then renames it
+/// (the workspace's one atomic writer: a symlink's target is written, a device or FIFO refused).
 fn write_archive(opts: &PackageOptions, manifest: &Manifest, files: &BTreeMap<String, PathBuf>) -> Result<()> {
     let out = &opts.out;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(write_err(out))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err(out))?;
-    let mut builder = tar::Builder::new(GzEncoder::new(tmp, Compression::default()));
+    let mut target = kb_dataset::AtomicFile::create(out)?;
     let manifest_json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::Invalid { path: out.clone(), message: format!("cannot serialize the manifest: {e}") })?;
-    append(&mut builder, MANIFEST_NAME, opts.created_unix, manifest_json.len() as u64, &manifest_json[..])
-        .map_err(write_err(out))?;
-    for (name, path) in files {
-        let file = std::fs::File::open(path).map_err(read_err(path))?;
-        let size = file.metadata().map_err(read_err(path))?.len();
-        append(&mut builder, name, opts.created_unix, size, file).map_err(write_err(out))?;
-    }
-    let mut tmp = builder.into_inner().and_then(GzEncoder::finish).map_err(write_err(out))?;
-    tmp.flush().map_err(write_err(out))?;
-    tmp.as_file().sync_all().map_err(write_err(out))?;
-    // Temp files are created 0600; a package is meant to be shared.
-    #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(write_err(out))?;
+        let mut builder =
+            tar::Builder::new(GzEncoder::new(std::io::BufWriter::new(target.file()), Compression::default()));
+        append(&mut builder, MANIFEST_NAME, opts.created_unix, manifest_json.len() as u64, &manifest_json[..])
+            .map_err(write_err(out))?;
+        for (name, path) in files {
+            let file = std::fs::File::open(path).map_err(read_err(path))?;
+            let size = file.metadata().map_err(read_err(path))?.len();
+            append(&mut builder, name, opts.created_unix, size, file).map_err(write_err(out))?;
+        }
+        let mut buffered = builder.into_inner().and_then(GzEncoder::finish).map_err(write_err(out))?;
+        buffered.flush().map_err(write_err(out))?;
     }
-    tmp.persist(out).map_err(|e| write_err(out)(e.error))?;
-    Ok(())
+    Ok(target.commit()?)
 }
 
 fn append<W: Write>(

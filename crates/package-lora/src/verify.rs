@@ -1,5 +1,10 @@
 //! Checking a package against its own manifest: every file present, nothing extra, every hash
-//! and size equal.
+//! and size equal, and every member a plain file at the top level.
+//!
+//! The manifest travels inside the archive, so anyone can write one that lists `../../x` with
+//! its true hash: member names and types are checked on their own, whatever the manifest says.
+//! A member that is absolute, has a `..` or any directory part, or is a link, device or FIFO
+//! fails verification. Nothing is ever extracted, so nothing can land outside a folder.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,9 +30,16 @@ pub fn verify(path: &Path) -> Result<Manifest> {
     let mut problems = Vec::new();
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
-        let name = entry.path().map_err(corrupt)?.to_string_lossy().into_owned();
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            problems.push(format!("{name}: not a regular file"));
+        // The name as stored (GNU and PAX long names included), checked before anything else.
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if let Some(why) = unsafe_name(&name) {
+            problems.push(format!("{name}: {why}; a package holds plain top-level file names only"));
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind != tar::EntryType::Regular {
+            problems
+                .push(format!("{name}: not a regular file ({}); a package holds regular files only", kind_name(kind)));
             continue;
         }
         if name == MANIFEST_NAME {
@@ -59,11 +71,51 @@ pub fn verify(path: &Path) -> Result<Manifest> {
             manifest.format_version
         ));
     }
-    problems.extend(compare(&manifest.files, &actual));
+    let mut listed = manifest.files.clone();
+    listed.retain(|name, _| match unsafe_name(name) {
+        Some(why) => {
+            problems.push(format!("{MANIFEST_NAME}: lists `{name}`, which {why}"));
+            false
+        }
+        None => true,
+    });
+    problems.extend(compare(&listed, &actual));
     if !manifest.files.contains_key(ADAPTER_CONFIG) {
         problems.push(format!("{ADAPTER_CONFIG}: not listed in the manifest"));
     }
     if problems.is_empty() { Ok(manifest) } else { Err(Error::Verify { path: path.to_path_buf(), problems }) }
+}
+
+/// Why a member name could reach outside the folder it is unpacked in, or is not one of ours.
+fn unsafe_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("has an empty name");
+    }
+    if name.starts_with('/') || name.starts_with('\\') || name.as_bytes().get(1) == Some(&b':') {
+        return Some("is an absolute path");
+    }
+    let parts: Vec<&str> = name.split(['/', '\\']).collect();
+    if parts.contains(&"..") {
+        return Some("has a `..` component");
+    }
+    if parts.len() > 1 {
+        return Some("is in a directory");
+    }
+    if name == "." {
+        return Some("is not a file name");
+    }
+    None
+}
+
+fn kind_name(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Symlink => "a symbolic link",
+        tar::EntryType::Link => "a hard link",
+        tar::EntryType::Char | tar::EntryType::Block => "a device",
+        tar::EntryType::Fifo => "a FIFO",
+        tar::EntryType::Directory => "a directory",
+        _ => "a special entry",
+    }
 }
 
 /// One line per missing, extra or altered file.
@@ -91,6 +143,24 @@ mod tests {
 
     fn h(s: &str, size: u64) -> FileHash {
         FileHash { sha256: s.into(), size }
+    }
+
+    #[test]
+    fn only_plain_top_level_names_are_safe() {
+        for name in ["adapter_config.json", "README.md", "a..b"] {
+            assert_eq!(unsafe_name(name), None, "{name}");
+        }
+        for (name, why) in [
+            ("../../x", "`..`"),
+            ("/abs/path", "absolute"),
+            ("sub/../../x", "`..`"),
+            ("sub/x", "directory"),
+            ("..\\x", "`..`"),
+            ("C:x", "absolute"),
+            ("", "empty"),
+        ] {
+            assert!(unsafe_name(name).is_some_and(|w| w.contains(why)), "{name}: {:?}", unsafe_name(name));
+        }
     }
 
     #[test]

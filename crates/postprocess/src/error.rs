@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// rules file can be fixed without reading Rust.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read rules file {path}: {source}")]
+    // The OS error is the source, printed after this message in an error chain (`{:#}`).
+    #[error("cannot read rules file {path}")]
     Read { path: PathBuf, source: std::io::Error },
 
     #[error("{path}: invalid rules file: {message}")]
@@ -61,6 +62,12 @@ pub enum Error {
 
     #[error("retrieval precision {0} is out of range; use a number above 0 and at most 1 (e.g. 0.9)")]
     Precision(f64),
+
+    #[error(
+        "{path}: the rules file has no [[rule]]; without rules nothing is corrected: add rules (see the \
+         header of data/rules.toml) or name another file"
+    )]
+    NoRules { path: PathBuf },
 
     #[error("KB match threshold {0} is out of range; use a number between 0 and 1 (e.g. 0.80)")]
     Threshold(f64),

@@ -84,12 +84,17 @@ struct RawRule {
 impl Rules {
     /// Loads `path` and checks every rule against `kb`: non-empty unique topic, a doc_id present
     /// in the KB, at least one pattern, every pattern a valid non-empty regex. Errors name the
-    /// file, the line and the rule.
+    /// file, the line and the rule. A file without any rule (empty, or only comments) is an
+    /// error: a rules file given on purpose that corrects nothing is a mistake.
     pub fn load(path: impl AsRef<Path>, kb: &Kb) -> Result<Rules> {
         let path = path.as_ref();
         let source =
             std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-        Self::parse(path, &source, kb)
+        let rules = Self::parse(path, &source, kb)?;
+        if rules.rules.is_empty() {
+            return Err(Error::NoRules { path: path.to_path_buf() });
+        }
+        Ok(rules)
     }
 
     /// Parses rules from `source` as if read from `path` (which only labels errors).
@@ -286,5 +291,17 @@ mod tests {
     #[test]
     fn empty_file_has_no_rules() {
         assert!(parse("# nothing yet\n").unwrap().rules().is_empty());
+    }
+
+    #[test]
+    fn a_rules_file_without_rules_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in [("empty.toml", ""), ("comments.toml", "# rules go here\n")] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            let e = Rules::load(&p, &kb()).unwrap_err();
+            assert!(matches!(e, Error::NoRules { .. }), "{e:?}");
+            assert!(e.to_string().contains(name), "{e}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use qwen_lora::inference::load_model_with;
 
 /// Generate text with a Qwen2.5 model (and a LoRA adapter, merged in memory).
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -47,12 +47,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Checked before the (slow) model load.
+    let cfg = args.generation.config()?;
     let loaded = load_model_with(&args.model, args.adapter.as_deref(), !args.generation.f32_weights)
         .context("loading the model")?;
     let texts: Vec<String> =
         args.prompt.iter().map(|p| if args.raw { p.clone() } else { kb_dataset::prompt(p) }).collect();
     let prompt_ids = texts.iter().map(|t| loaded.encode(t)).collect::<qwen_lora::Result<Vec<_>>>()?;
-    let cfg = args.generation.config()?;
     let start = Instant::now();
     let outputs = qwen_lora::generate::generate(&loaded.model, &prompt_ids, &loaded.stop, &cfg, |_| {})?;
     let secs = start.elapsed().as_secs_f64();

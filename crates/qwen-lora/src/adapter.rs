@@ -11,7 +11,6 @@
 //!   module names, rank, missing files, DoRA or per-module ranks) is an error naming the file.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -135,14 +134,6 @@ impl AdapterConfig {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
 /// Writes `adapter_config.json` and `adapter_model.safetensors` for the model's adapter.
 pub fn save_adapter(model: &Qwen2, dir: &Path, base_model: &str) -> Result<()> {
     let lora = model.lora_config().ok_or_else(|| Error::msg("the model has no adapter to save"))?;
@@ -156,10 +147,10 @@ pub fn save_adapter(model: &Qwen2, dir: &Path, base_model: &str) -> Result<()> {
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
         .map_err(|e| Error::file(&weights, e.to_string()))?;
-    write_atomic(&weights, &bytes)?;
+    kb_dataset::write_atomic(&weights, &bytes)?;
     let cfg = AdapterConfig::new(lora, base_model);
     let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::msg(e.to_string()))?;
-    write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())?)
 }
 
 /// An adapter read from its directory and checked on its own, not yet matched to a base model.
@@ -302,6 +293,19 @@ fn group_by_module(
                 format!(
                     "tensor '{key}' has shape [{d0}, {d1}], i.e. rank {rank}, but {CONFIG_FILE} says r = {}",
                     lora.r
+                ),
+            ));
+        }
+        // A diverged run saves NaN or infinite weights; merged, they turn every answer into one
+        // repeated token, so they are refused here, where the tensor can still be named.
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor '{key}' holds {value} (at flat index {index} of {}); the adapter is broken, as after a \
+                     diverged training run: retrain it (e.g. with a lower learning rate) or use an earlier checkpoint",
+                    values.len()
                 ),
             ));
         }

@@ -103,6 +103,14 @@ impl ModelArgs {
         }
     }
 
+    /// The local files and directories these flags name (`--gguf`, `--model` when it is a path),
+    /// with their flags: inputs an output must not overwrite.
+    pub fn input_paths(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut paths = vec![("--model", std::path::Path::new(&self.model))];
+        paths.extend(self.gguf.as_deref().map(|g| ("--gguf", g)));
+        paths
+    }
+
     /// `--dtype`, or the device's default.
     pub fn dtype(&self) -> DType {
         match (self.dtype, self.device) {
@@ -143,6 +151,12 @@ pub struct AdapterArgs {
 }
 
 impl AdapterArgs {
+    /// The adapter directory with its flag, unless `--no-adapter`: an input an output must not
+    /// overwrite.
+    pub fn input_paths(&self) -> Vec<(&'static str, &std::path::Path)> {
+        if self.no_adapter { Vec::new() } else { vec![("--adapter", self.adapter.as_path())] }
+    }
+
     /// The adapter directory to load (`None` with `--no-adapter`), checked to hold an adapter.
     pub fn dir(&self) -> Result<Option<&std::path::Path>> {
         if self.no_adapter {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
+    // The OS error is the source, printed after the path in an error chain (`{:#}`).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -17,6 +18,9 @@ pub enum Error {
     File { path: PathBuf, msg: String },
     #[error("{0}")]
     Msg(String),
+    /// Writing an output (the shared atomic writer's error names the file).
+    #[error(transparent)]
+    Output(#[from] kb_dataset::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -2,13 +2,13 @@
 //!
 //! [`write_tiny_model`] writes an HF directory (`config.json`, `model.safetensors`,
 //! `tokenizer.json`); [`write_tiny_model_sharded`] the same weights in two shards with an index;
-//! [`write_tiny_gguf`] the same weights and tokenizer as an f32 GGUF. All are seeded and take
+//! [`write_tiny_gguf`] the same weights and tokenizer as an f32 GGUF; [`write_tiny_adapter`] a
+//! LoRA adapter for it, and [`poison_adapter`] a broken one. All are seeded and take
 //! milliseconds. The tokenizer is a byte-level BPE set up like Qwen2's (NFC, the Qwen2 split
 //! regex, ByteLevel) over all 256 bytes plus a few hundred merges (English words, common Chinese
 //! characters of the KB), with the ChatML special tokens last, so any NFC text round-trips.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
@@ -220,13 +220,8 @@ pub fn tiny_tensors(seed: u64) -> Result<Vec<(String, Tensor)>> {
     Ok(out)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    Ok(kb_dataset::write_atomic(path, bytes)?)
 }
 
 fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
@@ -306,6 +301,49 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<()> {
     let mut buf = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut buf, &md, &ts)?;
     write_atomic(path, buf.get_ref())
+}
+
+/// Writes a LoRA adapter for the tiny model in `model_dir` to `adapter_dir` (r 4 on q_proj and
+/// v_proj, B drawn from `seed` rather than zero, so the adapter changes what the model says).
+pub fn write_tiny_adapter(model_dir: &Path, adapter_dir: &Path, seed: u64) -> Result<()> {
+    let base = crate::load::load_base(
+        &crate::load::ModelSource::Dir(model_dir.to_path_buf()),
+        &Device::Cpu,
+        candle_core::DType::F32,
+    )?;
+    let mut model = crate::model::Qwen2::new(&base.config, base.vb.clone(), None)?;
+    let cfg = crate::lora::LoraConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        lora_dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+        use_rslora: false,
+    };
+    model.attach_lora(&cfg, seed)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (name, var) in model.lora_vars() {
+        if name.contains("lora_B") {
+            let v: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-0.05..0.05)).collect();
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu)?)?;
+        }
+    }
+    crate::adapter::save_adapter(&model, adapter_dir, "tiny")
+}
+
+/// Overwrites the first value of the first tensor (by name) of the adapter in `adapter_dir` with
+/// `value` (NaN or an infinity, as a diverged training run leaves them) and returns that
+/// tensor's name: a broken adapter for tests.
+pub fn poison_adapter(adapter_dir: &Path, value: f32) -> Result<String> {
+    let path = adapter_dir.join(crate::adapter::WEIGHTS_FILE);
+    let mut tensors: Vec<(String, Tensor)> = candle_core::safetensors::load(&path, &Device::Cpu)?.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let (name, t) = &mut tensors[0];
+    let mut v = t.flatten_all()?.to_vec1::<f32>()?;
+    v[0] = value;
+    *t = Tensor::from_vec(v, t.shape(), &Device::Cpu)?;
+    let name = name.clone();
+    write_atomic(&path, &safetensors_bytes(&tensors)?)?;
+    Ok(name)
 }
 
 #[cfg(test)]

@@ -59,6 +59,12 @@ impl LoraConfig {
         if self.r == 0 {
             return Err(Error::msg("LoRA rank r must be at least 1"));
         }
+        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+            return Err(Error::msg(format!(
+                "lora_alpha must be a positive number (the update is scaled by lora_alpha / r), got {}",
+                self.lora_alpha
+            )));
+        }
         if !(0.0..1.0).contains(&self.lora_dropout) {
             return Err(Error::msg(format!("lora_dropout must be in [0, 1), got {}", self.lora_dropout)));
         }
@@ -67,9 +73,12 @@ impl LoraConfig {
                 "target_modules is empty: name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
             ));
         }
-        for m in &self.target_modules {
+        for (i, m) in self.target_modules.iter().enumerate() {
             if !MODULES.contains(&m.as_str()) {
                 return Err(Error::msg(format!("unknown target module '{m}': use any of {}", MODULES.join(", "))));
+            }
+            if self.target_modules[..i].contains(m) {
+                return Err(Error::msg(format!("target_modules lists '{m}' twice; name each projection once")));
             }
         }
         Ok(())

@@ -10,6 +10,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -23,7 +24,7 @@ use qwen_lora::inference::load_model_with;
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
 /// refusal accuracy, per-doc accuracy.
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -102,6 +103,16 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     // Every input is checked before the model loads, so a typo costs nothing.
+    let mut inputs = vec![
+        ("--eval", args.eval.as_path()),
+        ("--kb", &args.kb),
+        ("--train", &args.train),
+        ("--questions", &args.questions),
+    ];
+    inputs.extend(args.rules.as_deref().map(|p| ("--rules", p)));
+    inputs.extend(args.answers_from.as_deref().map(|p| ("--answers-from", p)));
+    inputs.extend(args.adapter.input_paths().into_iter().chain(args.model.input_paths()));
+    kb_dataset::check_outputs(&[("--report", &args.report)], &inputs)?;
     let mut samples = read_jsonl(&args.eval).context("reading --eval")?;
     if let Some(n) = args.limit {
         samples.truncate(n);
@@ -115,18 +126,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let doc_labels = topic_labels(&args, &kb);
     if let Some(from) = &args.answers_from {
         let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
-        let raw: HashMap<&str, &str> = earlier.details.iter().map(|d| (d.question.as_str(), d.raw.as_str())).collect();
+        let raw = earlier.raw_answers_to(&samples, from).context("--answers-from")?;
+        // One batch of all questions: the "generator" hands back the answers looked up above.
         let options = EvalOptions { batch_size: samples.len() };
-        let mut report = evaluate(&samples, post.as_ref(), options, |questions| {
-            questions
-                .iter()
-                .map(|q| {
-                    raw.get(q.as_str()).map(|a| a.to_string()).with_context(|| {
-                        format!("{} has no answer to `{q}` (from {})", from.display(), args.eval.display())
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        })?;
+        let mut report = evaluate(&samples, post.as_ref(), options, |_| Ok::<_, Infallible>(raw.clone()))?;
         report.summary.generation_seconds = earlier.summary.generation_seconds;
         return finish(&args, &report, doc_labels);
     }
@@ -159,6 +162,15 @@ fn finish(args: &Args, report: &lora_eval::Report, doc_labels: HashMap<String, S
     print_report(&mut std::io::stdout().lock(), report, &print)?;
     write_report(&args.report, report).with_context(|| format!("writing --report {}", args.report.display()))?;
     println!("report written to {}", args.report.display());
+    if report.summary.model_broken() {
+        bail!(
+            "the model is broken: {} of {} raw answers are empty or one repeated character (see {}); check the \
+             adapter (a diverged training run?) or the base model",
+            report.summary.degenerate_raw,
+            report.summary.total_tests,
+            args.report.display()
+        );
+    }
     Ok(())
 }
 
@@ -186,7 +198,7 @@ fn topic_labels(args: &Args, kb: &Kb) -> HashMap<String, String> {
     match Templates::load(&args.questions, kb) {
         Ok(t) => t.docs().iter().map(|d| (d.doc_id.clone(), d.topic.clone())).collect(),
         Err(e) => {
-            tracing::warn!("--questions: {e:#}; per-doc lines show doc_ids");
+            tracing::warn!("--questions: {:#}; per-doc lines show doc_ids", anyhow::Error::from(e));
             HashMap::new()
         }
     }

@@ -10,7 +10,7 @@
 //!     --train data/train_qwen_v1.jsonl --eval data/eval_qwen_v1.jsonl --output qwen_lora_output
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
@@ -22,7 +22,7 @@ use qwen_lora::load::SourceInfo;
 
 /// Train a LoRA adapter for Qwen2.5 on ChatML samples (answer-only loss by default).
 #[derive(Debug, Parser)]
-#[command(version, about, help_expected = true)]
+#[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
     /// TOML file with training settings (see data/train.toml); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -54,6 +54,11 @@ struct Args {
     /// Continue from the latest checkpoint in --output, or from the checkpoint DIR given.
     #[arg(long, value_name = "DIR", num_args = 0..=1)]
     resume: Option<Option<PathBuf>>,
+
+    /// Start a new run even though --output holds an earlier one: its adapter, checkpoints and
+    /// metrics are deleted first. Without it such an --output is refused (unless --resume).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
 
     /// Seed for adapter initialisation, batch order and dropout.
     #[arg(long, value_name = "N")]
@@ -140,6 +145,15 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
     };
     let train_texts = read(&args.train)?;
     let eval_texts = read(&args.eval)?;
+    lora_trainer::check_output_dir(&args.output, args.resume.is_some(), args.overwrite)?;
+    // What the run would replace must not be an input. --config may be the earlier run's
+    // train_config.toml: it is read first, and rewritten with the resolved settings on purpose.
+    // A --resume checkpoint is read whole before any checkpoint is replaced.
+    let replaced = lora_trainer::run_outputs(&args.output)?;
+    let outputs: Vec<(&str, &Path)> = replaced.iter().map(|p| ("--output", p.as_path())).collect();
+    let mut inputs = vec![("--train", args.train.as_path()), ("--eval", args.eval.as_path())];
+    inputs.extend(args.model.input_paths());
+    kb_dataset::check_outputs(&outputs, &inputs)?;
 
     let mut base = args.model.load().context("loading the base model")?;
     // The model takes the weights: with bf16 products it releases their f32 copies.
@@ -159,11 +173,13 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
 
     let mut opts = TrainOptions::new(&args.output, base_name);
     opts.resume = args.resume.clone().map(|dir| dir.map_or(Resume::Latest, Resume::From));
+    opts.overwrite = args.overwrite;
     let stop = opts.stop.clone();
     ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
             // Second Ctrl-C: the user does not want to wait for the checkpoint.
-            std::process::exit(130);
+            kb_dataset::remove_temps_of_this_process();
+            std::process::exit(i32::from(cli_support::INTERRUPTED));
         }
         eprintln!("interrupted: writing a checkpoint (press Ctrl-C again to quit at once)");
     })
