@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
 use kb_dataset::{Kb, Sample, Templates, read_jsonl};
-use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model_with;
+use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
+use qwen_lora::ChatModel;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]
@@ -105,7 +105,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 fn generate_answers(args: &Args, eval: &[Sample]) -> anyhow::Result<Vec<String>> {
     let gen_cfg = args.generation.config()?;
     let adapter = args.adapter.dir()?;
-    let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
+    let loaded = ChatModel::load(&args.model.spec()?, adapter, args.generation.decode()).context("loading the model")?;
     let prompts: Vec<String> = eval.iter().map(|s| kb_dataset::prompt(s.question().unwrap_or_default())).collect();
     let bar = cli_support::progress_bar(prompts.len() as u64, "answering");
     let answers = loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))?;

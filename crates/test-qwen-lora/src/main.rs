@@ -18,8 +18,8 @@ use clap::Parser;
 use kb_dataset::{Kb, Templates, read_jsonl};
 use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, read_report, write_report};
 use postprocess::{PostProcessor, Retriever, Rules};
-use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model_with;
+use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
+use qwen_lora::ChatModel;
 
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
 /// refusal accuracy, per-doc accuracy.
@@ -136,7 +136,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let gen_cfg = args.generation.config()?;
     let adapter = args.adapter.dir()?;
 
-    let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
+    let loaded = ChatModel::load(&args.model.spec()?, adapter, args.generation.decode()).context("loading the model")?;
     let bar = cli_support::progress_bar(samples.len() as u64, "answering");
     // One generator call for the whole set: the generator sorts prompts by length and batches them.
     let options = EvalOptions { batch_size: samples.len() };

@@ -12,12 +12,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::Parser;
 use lora_trainer::{FrozenMatmul, LossMode, Resume, RunStatus, TrainConfig, TrainOptions};
-use qwen_lora::cli::ModelArgs;
+use cli_support::ModelArgs;
 use qwen_lora::load::SourceInfo;
 
 /// Train a LoRA adapter for Qwen2.5 on ChatML samples (answer-only loss by default).
@@ -156,15 +155,7 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
     kb_dataset::check_outputs(&outputs, &inputs)?;
 
     let mut base = args.model.load().context("loading the base model")?;
-    // The model takes the weights: with bf16 products it releases their f32 copies.
-    let mut model = base.take_model().context("building the model")?;
-    model.attach_lora(&config.lora.to_lora_config(), config.seed).context("attaching the LoRA adapter")?;
-    let bf16 = config.frozen_matmul.apply(&mut model)?;
-    tracing::info!(
-        "products with frozen weights in {} (frozen_matmul = {})",
-        if bf16 { "bf16 with f32 sums" } else { "f32" },
-        config.frozen_matmul
-    );
+    let model = lora_trainer::training_model(&mut base, &config)?;
     let base_name = match &base.source {
         SourceInfo::Hub { id, .. } => id.clone(),
         SourceInfo::Dir { dir } => dir.display().to_string(),
@@ -174,16 +165,11 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
     let mut opts = TrainOptions::new(&args.output, base_name);
     opts.resume = args.resume.clone().map(|dir| dir.map_or(Resume::Latest, Resume::From));
     opts.overwrite = args.overwrite;
-    let stop = opts.stop.clone();
-    ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            // Second Ctrl-C: the user does not want to wait for the checkpoint.
-            kb_dataset::remove_temps_of_this_process();
-            std::process::exit(i32::from(cli_support::INTERRUPTED));
-        }
-        eprintln!("interrupted: writing a checkpoint (press Ctrl-C again to quit at once)");
-    })
-    .context("installing the Ctrl-C handler")?;
+    // A second Ctrl-C: the user does not want to wait for the checkpoint.
+    cli_support::stop_on_first_ctrl_c(
+        opts.stop.clone(),
+        "interrupted: writing a checkpoint (press Ctrl-C again to quit at once)",
+    );
 
     let summary = lora_trainer::train(&model, &base.tokenizer, &train_texts, &eval_texts, &config, &opts)
         .with_context(|| format!("training (train set {}, eval set {})", args.train.display(), args.eval.display()))?;
@@ -198,16 +184,10 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
 }
 
 fn main() -> ExitCode {
-    cli_support::park_idle_candle_workers();
-    cli_support::init_logging();
-    match cli_support::on_compute_pool(|| run(Args::parse())) {
-        Ok(RunStatus::Interrupted) => ExitCode::from(130),
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_support::main(|| {
+        let status = run(Args::parse())?;
+        Ok(if status == RunStatus::Interrupted { ExitCode::from(cli_support::INTERRUPTED) } else { ExitCode::SUCCESS })
+    })
 }
 
 #[cfg(test)]
