@@ -13,7 +13,8 @@
 //!   first Ctrl-C only raises a flag.
 //! - [`args_test!`]: the test every binary carries, that its clap `Args` are well formed.
 //! - With the feature `model`: [`ModelArgs`], [`AdapterArgs`], [`GenerationArgs`], the flags that
-//!   choose a model, turned into the plain specs `qwen-lora` takes.
+//!   choose a model, turned into the plain specs `qwen-lora` takes, and [`generate_answers`]
+//!   (an eval set answered by that model).
 
 #[cfg(feature = "model")]
 mod model;
@@ -27,7 +28,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[cfg(feature = "model")]
-pub use model::{AdapterArgs, DTypeArg, DeviceArg, GenerationArgs, ModelArgs};
+pub use model::{AdapterArgs, DTypeArg, DeviceArg, GenerationArgs, ModelArgs, generate_answers};
 
 /// For [`args_test!`].
 #[doc(hidden)]

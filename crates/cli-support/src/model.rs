@@ -2,6 +2,7 @@
 //! [`AdapterArgs`] (`--adapter DIR | --no-adapter`) and [`GenerationArgs`] (decoding). Binaries
 //! embed them with `#[command(flatten)]` and turn them into the plain specs `qwen-lora` takes
 //! ([`ModelArgs::spec`], [`GenerationArgs::config`], [`GenerationArgs::decode`]).
+//! [`generate_answers`] answers an eval set with the model these flags name.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,9 @@ use anyhow::{Context, bail};
 use candle_core::{DType, Device};
 use qwen_lora::generate::GenerationConfig;
 use qwen_lora::load::{BaseModel, ModelSource};
-use qwen_lora::{DEFAULT_MODEL, Decode, DeviceKind, ModelSpec};
+use kb_dataset::Sample;
+use lora_eval::RawAnswers;
+use qwen_lora::{ChatModel, DEFAULT_MODEL, Decode, DeviceKind, ModelSpec};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -221,6 +224,27 @@ impl GenerationArgs {
     pub fn decode(&self) -> Decode {
         if self.f32_weights { Decode::ExactWeights } else { Decode::HalfWeights }
     }
+}
+
+/// Loads the model and adapter the flags name and answers every eval sample's question (wrapped as
+/// a ChatML prompt), all in one batched call, with a progress bar. The decoding flags and the
+/// adapter directory are checked before the model loads.
+pub fn generate_answers(
+    model: &ModelArgs,
+    adapter: &AdapterArgs,
+    generation: &GenerationArgs,
+    samples: &[Sample],
+) -> anyhow::Result<RawAnswers> {
+    let cfg = generation.config()?;
+    let adapter = adapter.dir()?;
+    let loaded = ChatModel::load(&model.spec()?, adapter, generation.decode()).context("loading the model")?;
+    let bar = crate::progress_bar(samples.len() as u64, "answering");
+    let answers = RawAnswers::generate(samples, |questions| {
+        let prompts: Vec<String> = questions.iter().map(|q| kb_dataset::prompt(q)).collect();
+        loaded.generate_texts(&prompts, &cfg, |done| bar.set_position(done as u64))
+    })?;
+    bar.finish_and_clear();
+    Ok(answers)
 }
 
 #[cfg(test)]

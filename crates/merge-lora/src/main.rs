@@ -53,13 +53,4 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-}
+cli_support::args_test!(Args);

@@ -75,3 +75,5 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+cli_support::args_test!(Args);

@@ -10,16 +10,14 @@
 //! ```
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use kb_dataset::{Kb, Templates, read_jsonl};
-use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, read_report, write_report};
+use lora_eval::{PrintOptions, RawAnswers, evaluate_answers, print_report, read_report, write_report};
 use postprocess::{PostProcessor, Retriever, Rules};
 use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
-use qwen_lora::ChatModel;
 
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
 /// refusal accuracy, per-doc accuracy.
@@ -124,35 +122,24 @@ fn run(args: Args) -> anyhow::Result<()> {
     kb_dataset::check_doc_ids(&samples, &kb, &args.eval)?;
     let post = if args.no_postprocess { None } else { Some(post_processor(&args, &kb)?) };
     let doc_labels = topic_labels(&args, &kb);
-    if let Some(from) = &args.answers_from {
-        let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
-        let raw = earlier.raw_answers_to(&samples, from).context("--answers-from")?;
-        // One batch of all questions: the "generator" hands back the answers looked up above.
-        let options = EvalOptions { batch_size: samples.len() };
-        let mut report = evaluate(&samples, post.as_ref(), options, |_| Ok::<_, Infallible>(raw.clone()))?;
-        report.summary.generation_seconds = earlier.summary.generation_seconds;
-        return finish(&args, &report, doc_labels);
-    }
-    let gen_cfg = args.generation.config()?;
-    let adapter = args.adapter.dir()?;
-
-    let loaded = ChatModel::load(&args.model.spec()?, adapter, args.generation.decode()).context("loading the model")?;
-    let bar = cli_support::progress_bar(samples.len() as u64, "answering");
-    // One generator call for the whole set: the generator sorts prompts by length and batches them.
-    let options = EvalOptions { batch_size: samples.len() };
-    let report = evaluate(&samples, post.as_ref(), options, |questions| {
-        let prompts: Vec<String> = questions.iter().map(|q| kb_dataset::prompt(q)).collect();
-        loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))
-    })?;
-    bar.finish_and_clear();
-    let s = &report.summary;
-    tracing::info!(
-        questions = s.total_tests,
-        secs = format!("{:.1}", s.generation_seconds),
-        per_question_ms = format!("{:.0}", 1000.0 * s.generation_seconds / s.total_tests as f64),
-        "generated every answer"
-    );
-
+    let answers = match &args.answers_from {
+        Some(from) => {
+            let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
+            RawAnswers::from_loaded_report(&earlier, from, &samples).context("--answers-from")?
+        }
+        None => {
+            let answers = cli_support::generate_answers(&args.model, &args.adapter, &args.generation, &samples)?;
+            let secs = answers.generation_seconds;
+            tracing::info!(
+                questions = samples.len(),
+                secs = format!("{secs:.1}"),
+                per_question_ms = format!("{:.0}", 1000.0 * secs / samples.len() as f64),
+                "generated every answer"
+            );
+            answers
+        }
+    };
+    let report = evaluate_answers(&samples, post.as_ref(), answers)?;
     finish(&args, &report, doc_labels)
 }
 
@@ -204,15 +191,11 @@ fn topic_labels(args: &Args, kb: &Kb) -> HashMap<String, String> {
     }
 }
 
+cli_support::args_test!(Args);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
 
     #[test]
     fn adapter_and_no_adapter_conflict() {

@@ -190,15 +190,11 @@ fn main() -> ExitCode {
     })
 }
 
+cli_support::args_test!(Args);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
