@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use candle_core::{DType, Device};
-use qwen_lora::generate::GenerationConfig;
-use qwen_lora::load::{BaseModel, ModelSource};
 use kb_dataset::Sample;
 use lora_eval::RawAnswers;
+use qwen_lora::generate::GenerationConfig;
+use qwen_lora::load::{BaseModel, ModelSource};
 use qwen_lora::{ChatModel, DEFAULT_MODEL, Decode, DeviceKind, ModelSpec};
 
 /// Where the model runs.

@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
 use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
 use kb_dataset::{Kb, Templates, read_jsonl};
 use lora_eval::RawAnswers;
-use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]

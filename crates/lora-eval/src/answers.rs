@@ -38,11 +38,8 @@ impl RawAnswers {
             })
             .collect::<Result<Vec<_>>>()?;
         let started = Instant::now();
-        let raw = generate(&questions).map_err(|e| Error::Generation {
-            start: 1,
-            end: questions.len(),
-            source: e.into(),
-        })?;
+        let raw =
+            generate(&questions).map_err(|e| Error::Generation { start: 1, end: questions.len(), source: e.into() })?;
         if raw.len() != questions.len() {
             return Err(Error::AnswerCount { expected: questions.len(), got: raw.len() });
         }
