@@ -101,11 +101,12 @@ static GRACEFUL_STOP: Mutex<Option<(Arc<AtomicBool>, &'static str)>> = Mutex::ne
 /// first Ctrl-C only raises the run's flag.
 pub fn remove_partial_outputs_on_ctrl_c() -> anyhow::Result<()> {
     ctrlc::set_handler(|| {
-        if let Some((stop, message)) = GRACEFUL_STOP.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if !stop.swap(true, Ordering::SeqCst) {
-                eprintln!("{message}");
-                return;
-            }
+        let graceful = GRACEFUL_STOP.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((stop, message)) = graceful
+            && !stop.swap(true, Ordering::SeqCst)
+        {
+            eprintln!("{message}");
+            return;
         }
         STOPPING.store(true, Ordering::SeqCst);
         kb_dataset::remove_temps_of_this_process();
