@@ -11,11 +11,13 @@
 //!   not a terminal (logs and pipes stay clean).
 //! - [`stop_on_first_ctrl_c`]: for a run that can stop cleanly (training writes a checkpoint), the
 //!   first Ctrl-C only raises a flag.
+//! - [`KbArgs`]: `--kb` and `--questions`, loaded together.
 //! - [`args_test!`]: the test every binary carries, that its clap `Args` are well formed.
 //! - With the feature `model`: [`ModelArgs`], [`AdapterArgs`], [`GenerationArgs`], the flags that
 //!   choose a model, turned into the plain specs `qwen-lora` takes, and [`generate_answers`]
 //!   (an eval set answered by that model).
 
+mod kb;
 #[cfg(feature = "model")]
 mod model;
 
@@ -27,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub use kb::KbArgs;
 #[cfg(feature = "model")]
 pub use model::{AdapterArgs, DTypeArg, DeviceArg, GenerationArgs, ModelArgs, generate_answers};
 
