@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use qwen_lora::cli::ModelArgs;
+use cli_support::ModelArgs;
 use qwen_lora::load::ModelSource;
 
 use crate::reference::{ModelSize, ReferenceFile, References};

@@ -1,8 +1,11 @@
 //! Qwen2.5 decoder in candle, built for LoRA fine-tuning on a CPU.
 //!
 //! - [`config::Config`]: hyper-parameters from HF `config.json` or GGUF metadata.
+//! - [`spec::ModelSpec`]: what to load (source, device, dtype), as plain data; binaries build it
+//!   from their flags (`cli_support::ModelArgs`).
 //! - [`load`]: one loader for every binary — hub id, local HF directory or GGUF file — giving a
 //!   [`load::BaseModel`] (config, weights, tokenizer).
+//! - [`inference::ChatModel`]: base + adapter merged, ready to answer prompts.
 //! - [`model::Qwen2`]: the decoder; every projection is a [`lora::Linear`] that may carry an adapter.
 //! - [`ops`]: fused CPU ops with explicit backward passes (frozen linear, RMSNorm, RoPE, softmax,
 //!   SwiGLU, cross-entropy), so training runs near the matmul ceiling.
@@ -16,7 +19,6 @@
 
 pub mod adapter;
 pub mod bf16;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fixture;
@@ -28,6 +30,9 @@ pub mod lora;
 pub mod model;
 pub mod ops;
 mod skinny;
+pub mod spec;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use inference::{ChatModel, Decode};
+pub use spec::{DEFAULT_MODEL, DeviceKind, ModelSpec};

@@ -5,7 +5,7 @@
 //! subtracts a run with one new token (the prefill) from both tokens and time.
 
 use qwen_lora::generate::{GenerationConfig, generate};
-use qwen_lora::inference::load_model;
+use qwen_lora::{ChatModel, Decode};
 use serde::{Deserialize, Serialize};
 
 use super::{Settings, eval_prompts};
@@ -36,7 +36,7 @@ pub struct DecodeResult {
 }
 
 pub fn run(s: &Settings) -> anyhow::Result<DecodeResult> {
-    let loaded = load_model(&s.model, None)?;
+    let loaded = ChatModel::load(&s.model.spec()?, None, Decode::HalfWeights)?;
     let texts = eval_prompts(s)?;
     let n = s.decode_batch.max(1);
     // Distinct prompts; a small eval set is cycled.

@@ -6,7 +6,7 @@
 //! per-prompt decoding, so both runs produce the same answers.
 
 use qwen_lora::generate::{GenerationConfig, generate};
-use qwen_lora::inference::load_model;
+use qwen_lora::{ChatModel, Decode};
 use serde::{Deserialize, Serialize};
 
 use super::{Settings, eval_prompts};
@@ -31,7 +31,7 @@ pub struct EvalGenResult {
 }
 
 pub fn run(s: &Settings) -> anyhow::Result<EvalGenResult> {
-    let loaded = load_model(&s.model, None)?;
+    let loaded = ChatModel::load(&s.model.spec()?, None, Decode::HalfWeights)?;
     let mut texts = eval_prompts(s)?;
     if let Some(n) = s.eval_limit {
         texts.truncate(n.max(1));

@@ -11,7 +11,7 @@ pub mod train;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use qwen_lora::cli::ModelArgs;
+use cli_support::ModelArgs;
 use serde::{Deserialize, Serialize};
 
 /// One part of the benchmark, as named on the command line.
