@@ -7,15 +7,16 @@
 //!   of spinning (measured faster training on few cores); [`main`] does it first.
 //! - [`on_compute_pool`]: runs the work on a worker of rayon's pool, so each parallel op starts
 //!   there instead of being handed over from the main thread; [`main`] runs `run` so.
-//! - [`progress_bar`]: one style for every progress bar, drawn on stderr and hidden when stderr is
-//!   not a terminal (logs and pipes stay clean).
+//! - [`progress_bar`]: the workspace's one progress bar ([`kb_dataset::progress_bar`]), drawn on
+//!   stderr and hidden when stderr is not a terminal (logs and pipes stay clean).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+/// The workspace's one progress bar, here for the binaries: see [`kb_dataset::progress_bar`].
+pub use kb_dataset::progress_bar;
 
 /// Logs go to stderr (results go to stdout); `RUST_LOG` chooses the level, `info` by default.
 pub fn init_logging() {
@@ -108,17 +109,4 @@ pub fn main(run: impl FnOnce() -> anyhow::Result<()> + Send) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A progress bar of `len` steps with `msg` for extra figures; hidden when stderr is not a terminal.
-pub fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let style = ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(prefix.to_string());
-    bar
 }
