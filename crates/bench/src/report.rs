@@ -283,7 +283,10 @@ mod tests {
         // Without a live reference, a 1.5B run is compared with PERFORMANCE.md's 1.5B micro-step
         // (53.5 s × 75 = 66.9 min), and its peak memory with nothing (none was measured for 1.5B).
         assert!(text.contains("| 66.9 min | reference (measured earlier, PERFORMANCE.md) |"), "{text}");
-        assert!(text.contains("| training peak memory | 8.00 GiB | — | — | — | ≤ 10 GiB (training memory, 1.5B) | yes |"), "{text}");
+        assert!(
+            text.contains("| training peak memory | 8.00 GiB | — | — | — | ≤ 10 GiB (training memory, 1.5B) | yes |"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -50,26 +50,26 @@ impl Target {
 }
 
 /// Greedy decode of one prompt against transformers' `generate`.
-pub const DECODE_ONE: Target = Target { name: "decode, one prompt", bound: Bound::AtLeastTimes(2.0) };
+pub static DECODE_ONE: Target = Target { name: "decode, one prompt", bound: Bound::AtLeastTimes(2.0) };
 /// Batched greedy decode against transformers' one prompt at a time.
-pub const DECODE_BATCHED: Target = Target { name: "decode, batched", bound: Bound::AtLeastTimes(8.0) };
+pub static DECODE_BATCHED: Target = Target { name: "decode, batched", bound: Bound::AtLeastTimes(8.0) };
 /// Batched decode's aggregate rate against llama.cpp's single stream.
-pub const DECODE_VS_LLAMA_CPP: Target =
+pub static DECODE_VS_LLAMA_CPP: Target =
     Target { name: "batched decode vs llama.cpp", bound: Bound::AtLeastTimes(1.5) };
 /// Training compute as a share of the measured matmul ceiling.
-pub const TRAIN_COMPUTE: Target = Target { name: "training compute", bound: Bound::AtLeastShare(0.6) };
+pub static TRAIN_COMPUTE: Target = Target { name: "training compute", bound: Bound::AtLeastShare(0.6) };
 /// A training epoch against the reference recipe's.
-pub const TRAIN_EPOCH: Target = Target { name: "training epoch", bound: Bound::AtLeastTimes(5.0) };
+pub static TRAIN_EPOCH: Target = Target { name: "training epoch", bound: Bound::AtLeastTimes(5.0) };
 /// The whole training run (3 epochs and their eval-loss passes), 0.5B and 1.5B.
-pub const RUN_SMALL: Target = Target { name: "whole run, 0.5B", bound: Bound::AtMostMinutes(15.0) };
-pub const RUN_LARGE: Target = Target { name: "whole run, 1.5B", bound: Bound::AtMostMinutes(45.0) };
+pub static RUN_SMALL: Target = Target { name: "whole run, 0.5B", bound: Bound::AtMostMinutes(15.0) };
+pub static RUN_LARGE: Target = Target { name: "whole run, 1.5B", bound: Bound::AtMostMinutes(45.0) };
 /// Training's peak memory, 0.5B and 1.5B.
-pub const MEMORY_SMALL: Target = Target { name: "training memory, 0.5B", bound: Bound::AtMostGib(4.0) };
-pub const MEMORY_LARGE: Target = Target { name: "training memory, 1.5B", bound: Bound::AtMostGib(10.0) };
+pub static MEMORY_SMALL: Target = Target { name: "training memory, 0.5B", bound: Bound::AtMostGib(4.0) };
+pub static MEMORY_LARGE: Target = Target { name: "training memory, 1.5B", bound: Bound::AtMostGib(10.0) };
 /// The whole eval set's generation against the reference's one prompt at a time.
-pub const EVAL_GEN: Target = Target { name: "eval generation", bound: Bound::AtLeastTimes(8.0) };
+pub static EVAL_GEN: Target = Target { name: "eval generation", bound: Bound::AtLeastTimes(8.0) };
 /// Eval generation's aggregate rate against llama.cpp's single stream.
-pub const EVAL_GEN_VS_LLAMA_CPP: Target =
+pub static EVAL_GEN_VS_LLAMA_CPP: Target =
     Target { name: "eval generation vs llama.cpp", bound: Bound::AtLeastTimes(1.5) };
 
 #[cfg(test)]

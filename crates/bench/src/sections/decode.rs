@@ -92,13 +92,22 @@ impl DecodeResult {
         let mut rows = Vec::new();
         for run in &self.runs {
             let what = |who: &str| {
-                format!("greedy decode, batch {}, {} new tokens each, tokens/s vs {who}", run.batch, self.max_new_tokens)
+                format!(
+                    "greedy decode, batch {}, {} new tokens each, tokens/s vs {who}",
+                    run.batch, self.max_new_tokens
+                )
             };
             let ours = format!("{:.1} tok/s", run.tokens_per_s);
             if let Some(t) = &refs.transformers_tok_s {
                 let st = run.tokens_per_s / t.value;
                 let target = if run.batch == 1 { DECODE_ONE } else { DECODE_BATCHED };
-                rows.push(row(&what("transformers one prompt"), ours.clone(), rate(t, "tok/s"), Some(st), target.check(st)));
+                rows.push(row(
+                    &what("transformers one prompt"),
+                    ours.clone(),
+                    rate(t, "tok/s"),
+                    Some(st),
+                    target.check(st),
+                ));
             }
             let l = &refs.llama_cpp_tok_s;
             let sl = run.tokens_per_s / l.value;
