@@ -7,8 +7,8 @@
 //!   of spinning (measured faster training on few cores); [`main`] does it first.
 //! - [`on_compute_pool`]: runs the work on a worker of rayon's pool, so each parallel op starts
 //!   there instead of being handed over from the main thread; [`main`] runs `run` so.
-//! - [`progress_bar`]: one style for every progress bar, drawn on stderr and hidden when stderr is
-//!   not a terminal (logs and pipes stay clean).
+//! - [`progress_bar`]: the workspace's one progress bar ([`kb_dataset::progress_bar`]), drawn on
+//!   stderr and hidden when stderr is not a terminal (logs and pipes stay clean).
 //! - [`stop_on_first_ctrl_c`]: for a run that can stop cleanly (training writes a checkpoint), the
 //!   first Ctrl-C only raises a flag.
 //! - [`KbArgs`]: `--kb` and `--questions`, loaded together.
@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+/// The workspace's one progress bar, here for the binaries: see [`kb_dataset::progress_bar`].
+pub use kb_dataset::progress_bar;
 
 pub use kb::KbArgs;
 #[cfg(feature = "model")]
@@ -147,19 +148,6 @@ pub fn main<T: Termination + Send>(run: impl FnOnce() -> anyhow::Result<T> + Sen
             ExitCode::FAILURE
         }
     }
-}
-
-/// A progress bar of `len` steps with `msg` for extra figures; hidden when stderr is not a terminal.
-pub fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let style = ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(prefix.to_string());
-    bar
 }
 
 /// The test every binary carries: `cli_support::args_test!(Args);` checks the clap `Args` with

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 pub use train_summary::{RunStatus, SUMMARY_FILE, TrainSummary, format_mib};
 
 use crate::error::Result;
-use crate::fsutil::write_file_atomic;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const LOSS_PLOT_FILE: &str = "loss.svg";
@@ -44,7 +43,7 @@ pub fn write_metrics(dir: &Path, records: &[MetricRecord]) -> Result<()> {
         text.push_str(&serde_json::to_string(r).expect("metric records serialize"));
         text.push('\n');
     }
-    write_file_atomic(&dir.join(METRICS_FILE), text.as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(METRICS_FILE), text.as_bytes())?)
 }
 
 /// Peak resident memory of this process (`VmHWM`), in bytes; `None` where /proc is unavailable.
@@ -162,13 +161,13 @@ pub fn loss_svg(records: &[MetricRecord]) -> String {
 
 /// Writes `loss.svg` into `dir`.
 pub fn write_loss_svg(dir: &Path, records: &[MetricRecord]) -> Result<()> {
-    write_file_atomic(&dir.join(LOSS_PLOT_FILE), loss_svg(records).as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(LOSS_PLOT_FILE), loss_svg(records).as_bytes())?)
 }
 
 /// Writes `summary.json` into `dir`.
 pub fn write_summary(dir: &Path, summary: &TrainSummary) -> Result<()> {
     let text = serde_json::to_string_pretty(summary).expect("summary serializes");
-    write_file_atomic(&dir.join(SUMMARY_FILE), text.as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(SUMMARY_FILE), text.as_bytes())?)
 }
 
 #[cfg(test)]

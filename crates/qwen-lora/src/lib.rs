@@ -15,12 +15,14 @@
 //!   matmul rate; training uses them where the CPU has them.
 //! - [`lora`]: LoRA layers, PEFT-compatible adapter files, merge.
 //! - [`generate`]: KV-cached, batched generation.
-//! - [`fixture`]: a tiny random Qwen2 with a small tokenizer, for tests across the workspace.
+//! - `fixture` (feature `fixture`, turned on from dev-dependencies): a tiny random Qwen2 with a
+//!   small tokenizer, for tests across the workspace.
 
 pub mod adapter;
 pub mod bf16;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod fused;
 pub mod generate;
