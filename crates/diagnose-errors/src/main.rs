@@ -106,7 +106,7 @@ fn generate_answers(args: &Args, eval: &[Sample]) -> anyhow::Result<Vec<String>>
     let gen_cfg = args.generation.config()?;
     let adapter = args.adapter.dir()?;
     let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
-    let prompts: Vec<String> = eval.iter().map(|s| kb_dataset::prompt(s.question().unwrap_or_default())).collect();
+    let prompts: Vec<String> = eval.iter().map(kb_dataset::Sample::prompt).collect();
     let bar = cli_support::progress_bar(prompts.len() as u64, "answering");
     let answers = loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
@@ -125,14 +125,14 @@ fn answers_from_report(path: &std::path::Path, eval: &[Sample]) -> anyhow::Resul
         );
     }
     for (i, (d, s)) in report.details.iter().zip(eval).enumerate() {
-        if Some(d.question.as_str()) != s.question() {
+        if d.question != s.question {
             bail!(
                 "{}: answer {} is to {:?}, but eval sample {} asks {:?}",
                 path.display(),
                 i + 1,
                 d.question,
                 i + 1,
-                s.question().unwrap_or_default()
+                s.question
             );
         }
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use kb_dataset::write_atomic;
 
-use crate::analysis::ErrorAnalysis;
+use crate::findings::ErrorAnalysis;
 use crate::error::{Error, Result};
 use crate::svg::confusion_svg;
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::analysis::ErrorAnalysis;
+use crate::findings::ErrorAnalysis;
 use crate::classify::{ACTUAL_NONE, ACTUAL_REFUSAL, TOPIC_UNANSWERABLE};
 
 const CELL: usize = 44;

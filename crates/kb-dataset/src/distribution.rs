@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::sample::{STYLE_UNANSWERABLE, Sample};
-use crate::sampling::{Plan, TrainRequest};
+use crate::plan::{Plan, TrainRequest};
 use crate::templates::Templates;
 
 /// A planned and an achieved count.

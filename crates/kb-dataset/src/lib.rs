@@ -24,6 +24,7 @@ mod io;
 mod kb;
 mod output;
 mod overlap;
+mod plan;
 mod sample;
 mod sampling;
 mod templates;
@@ -38,5 +39,6 @@ pub use output::{
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
-pub use sampling::{TrainRequest, TrainSet, build_train_set};
+pub use plan::TrainRequest;
+pub use sampling::{TrainSet, build_train_set};
 pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};

@@ -17,6 +17,7 @@
 //! Scores are 0..=1 in memory and percentages (0..=100) in the JSON and the printed report, like
 //! the Python reference.
 
+mod detail;
 mod error;
 mod health;
 mod percent;
@@ -29,6 +30,7 @@ pub use error::{Error, Result};
 pub use health::{is_broken, is_degenerate};
 pub use postprocess::Source;
 pub use print::{PrintOptions, compare_table, print_report};
-pub use report::{Detail, Report, read_report, write_report};
+pub use detail::{Detail, PASS_THRESHOLD, is_correct};
+pub use report::{Report, read_report, write_report};
 pub use runner::{EvalOptions, evaluate};
-pub use summary::{Buckets, DocStats, PASS_THRESHOLD, SourceStats, Summary, summarize};
+pub use summary::{Buckets, DocStats, SourceStats, Summary, summarize};

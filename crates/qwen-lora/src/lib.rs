@@ -15,6 +15,7 @@
 //! - [`fixture`]: a tiny random Qwen2 with a small tokenizer, for tests across the workspace.
 
 pub mod adapter;
+mod base_id;
 pub mod bf16;
 pub mod cli;
 pub mod config;
@@ -25,9 +26,11 @@ pub mod generate;
 pub mod inference;
 pub mod load;
 pub mod lora;
+mod lora_config;
 pub mod model;
 pub mod ops;
 mod skinny;
 
+pub use base_id::BaseModelId;
 pub use config::Config;
 pub use error::{Error, Result};
