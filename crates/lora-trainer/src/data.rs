@@ -79,23 +79,25 @@ pub fn tokenize_samples(
                 .map_err(|e| sample_err(format!("tokenizer failed: {e}")))
         };
         let mut ids = encode(sample.text())?;
-        let prompt = encode(sample.prompt())?;
-        if !ids.starts_with(&prompt) {
-            return Err(sample_err(
-                "the prompt's tokens are not a prefix of the sample's: a token spans the start of the answer; \
-                 remove the whitespace the answer starts with"
-                    .into(),
-            ));
-        }
         let mut is_target: Vec<bool> = match mode {
             LossMode::Sequence => vec![true; ids.len()],
-            LossMode::Answer => (0..ids.len()).map(|i| i >= prompt.len()).collect(),
+            LossMode::Answer => {
+                let prompt = encode(sample.prompt())?;
+                if !ids.starts_with(&prompt) {
+                    return Err(sample_err(
+                        "the prompt's tokens are not a prefix of the sample's: a token spans the start of the \
+                         answer; remove the whitespace the answer starts with"
+                            .into(),
+                    ));
+                }
+                if ids.last() != Some(&im_end) {
+                    return Err(sample_err(format!(
+                        "the answer's last token is not `{IM_END}`; the tokenizer must treat it as one special token"
+                    )));
+                }
+                (0..ids.len()).map(|i| i >= prompt.len()).collect()
+            }
         };
-        if mode == LossMode::Answer && ids.last() != Some(&im_end) {
-            return Err(sample_err(format!(
-                "the answer's last token is not `{IM_END}`; the tokenizer must treat it as one special token"
-            )));
-        }
         if ids.len() > max_length {
             out.truncated += 1;
             ids.truncate(max_length);
