@@ -10,9 +10,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::findings::ErrorAnalysis;
 use crate::classify::{ACTUAL_NONE, ACTUAL_REFUSAL, ErrorKind, TOPIC_UNANSWERABLE};
 use crate::error::{Error, Result};
+use crate::findings::ErrorAnalysis;
 
 /// Style of extra samples for a topic that was only weak.
 pub const STYLE_AUGMENT: &str = "augment";

@@ -3,8 +3,8 @@
 
 use kb_dataset::Templates;
 
-use crate::findings::ErrorAnalysis;
 use crate::classify::{ACTUAL_NONE, ACTUAL_REFUSAL, ErrorKind, TOPIC_UNANSWERABLE};
+use crate::findings::ErrorAnalysis;
 
 /// Below this accuracy the adapter is undertrained as a whole; targeted samples will not help.
 const RETRAIN_BELOW: f64 = 0.5;

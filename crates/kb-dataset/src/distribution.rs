@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::sample::{STYLE_UNANSWERABLE, Sample};
 use crate::plan::{Plan, TrainRequest};
+use crate::sample::{STYLE_UNANSWERABLE, Sample};
 use crate::templates::Templates;
 
 /// A planned and an achieved count.

@@ -26,11 +26,11 @@ mod report;
 mod runner;
 mod summary;
 
+pub use detail::{Detail, PASS_THRESHOLD, is_correct};
 pub use error::{Error, Result};
 pub use health::{is_broken, is_degenerate};
 pub use postprocess::Source;
 pub use print::{PrintOptions, compare_table, print_report};
-pub use detail::{Detail, PASS_THRESHOLD, is_correct};
 pub use report::{Report, read_report, write_report};
 pub use runner::{EvalOptions, evaluate};
 pub use summary::{Buckets, DocStats, SourceStats, Summary, summarize};

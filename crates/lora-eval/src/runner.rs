@@ -6,8 +6,8 @@ use std::time::Instant;
 use kb_dataset::Sample;
 use postprocess::{PostProcessor, Source};
 
-use crate::error::{Error, Result};
 use crate::detail::Detail;
+use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::summary::summarize;
 

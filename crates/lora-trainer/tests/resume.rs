@@ -66,11 +66,8 @@ fn two_plus_two_steps_equal_four() {
     let d = max_diff(&a, &b);
     assert!(d <= 1e-6, "adapters differ by {d}");
     // Training did move the adapter (B starts at zero), so the comparison means something.
-    let fresh: HashMap<String, Tensor> = tiny_model(&cfg.lora, 5)
-        .lora_vars()
-        .into_iter()
-        .map(|(k, v)| (k, v.as_tensor().clone()))
-        .collect();
+    let fresh: HashMap<String, Tensor> =
+        tiny_model(&cfg.lora, 5).lora_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
     assert!(max_diff(&a, &fresh) > 1e-4);
     assert_eq!(s.best_eval_loss, r.best_eval_loss);
     assert_eq!(s.train_tokens, r.train_tokens);

@@ -51,9 +51,7 @@ pub enum Error {
     )]
     DuplicateTopic { path: PathBuf, line: usize, rule: usize, first_rule: usize, topic: String },
 
-    #[error(
-        "{path}:{line}: doc_id `{doc_id}` is not in the KB; regenerate the training set from this KB"
-    )]
+    #[error("{path}:{line}: doc_id `{doc_id}` is not in the KB; regenerate the training set from this KB")]
     TrainingSample { path: PathBuf, line: usize, doc_id: String },
 
     #[error("retrieval precision {0} is out of range; use a number above 0 and at most 1 (e.g. 0.9)")]
