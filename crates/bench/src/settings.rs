@@ -110,23 +110,22 @@ impl Settings {
 pub fn eval_prompts(settings: &Settings) -> anyhow::Result<Vec<String>> {
     let path = &settings.eval_file;
     let samples = kb_dataset::read_jsonl(path).with_context(|| format!("reading the eval set {}", path.display()))?;
-    let prompts: Vec<String> = samples.iter().filter_map(|s| s.question()).map(kb_dataset::prompt).collect();
+    let prompts: Vec<String> = samples.iter().map(kb_dataset::Sample::prompt).collect();
     anyhow::ensure!(!prompts.is_empty(), "{}: no samples; pass an eval set with --eval-set", path.display());
     Ok(prompts)
 }
 
-/// The training set's ChatML texts.
-pub fn train_texts(settings: &Settings) -> anyhow::Result<Vec<String>> {
+/// The training set's samples.
+pub fn train_samples(settings: &Settings) -> anyhow::Result<Vec<kb_dataset::Sample>> {
     let path = &settings.train_file;
     let samples =
         kb_dataset::read_jsonl(path).with_context(|| format!("reading the training set {}", path.display()))?;
     anyhow::ensure!(!samples.is_empty(), "{}: no samples; pass a training set with --train", path.display());
-    Ok(samples.into_iter().map(|s| s.text).collect())
+    Ok(samples)
 }
 
-/// The eval set's ChatML texts (question and answer), as the trainer scores them.
-pub fn eval_texts(settings: &Settings) -> anyhow::Result<Vec<String>> {
+/// The eval set's samples (question and answer), as the trainer scores them.
+pub fn eval_samples(settings: &Settings) -> anyhow::Result<Vec<kb_dataset::Sample>> {
     let path = &settings.eval_file;
-    let samples = kb_dataset::read_jsonl(path).with_context(|| format!("reading the eval set {}", path.display()))?;
-    Ok(samples.into_iter().map(|s| s.text).collect())
+    kb_dataset::read_jsonl(path).with_context(|| format!("reading the eval set {}", path.display()))
 }

@@ -29,14 +29,7 @@ impl RawAnswers {
         G: FnOnce(&[String]) -> std::result::Result<Vec<String>, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let questions = samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let doc_id = || s.doc_id.clone().unwrap_or_else(|| "none".into());
-                s.question().map(str::to_string).ok_or_else(|| Error::NotChatMl { index: i + 1, doc_id: doc_id() })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let questions: Vec<String> = samples.iter().map(|s| s.question.clone()).collect();
         let started = Instant::now();
         let raw =
             generate(&questions).map_err(|e| Error::Generation { start: 1, end: questions.len(), source: e.into() })?;

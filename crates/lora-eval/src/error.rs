@@ -8,12 +8,6 @@ pub enum Error {
     #[error("the eval set is empty; nothing to evaluate (check --eval and --limit)")]
     NoSamples,
 
-    #[error(
-        "eval sample {index} (doc_id {doc_id}) is not a ChatML question/answer pair; regenerate \
-         the eval set with gen-eval-set"
-    )]
-    NotChatMl { index: usize, doc_id: String },
-
     #[error("batch size must be at least 1")]
     BatchSize,
 

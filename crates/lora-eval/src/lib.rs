@@ -20,6 +20,7 @@
 //! the Python reference.
 
 mod answers;
+mod detail;
 mod error;
 mod health;
 mod percent;
@@ -29,10 +30,11 @@ mod runner;
 mod summary;
 
 pub use answers::{RawAnswers, evaluate_answers};
+pub use detail::{Detail, PASS_THRESHOLD, is_correct};
 pub use error::{Error, Result};
 pub use health::{is_broken, is_degenerate};
 pub use postprocess::Source;
 pub use print::{PrintOptions, compare_table, print_report};
-pub use report::{Detail, Report, read_report, write_report};
+pub use report::{Report, read_report, write_report};
 pub use runner::{EvalOptions, evaluate};
-pub use summary::{Buckets, DocStats, PASS_THRESHOLD, SourceStats, Summary, summarize};
+pub use summary::{Buckets, DocStats, SourceStats, Summary, summarize};

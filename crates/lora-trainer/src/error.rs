@@ -10,7 +10,7 @@ pub enum Error {
     ConfigFile { path: PathBuf, message: String },
 
     #[error("invalid training config: `{field}` {message}")]
-    InvalidConfig { field: &'static str, message: String },
+    InvalidConfig { field: String, message: String },
 
     // The OS error is the source, printed after the path in an error chain (`{:#}`).
     #[error("{path}")]
@@ -85,8 +85,8 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
-    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidConfig { field, message: message.into() }
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidConfig { field: field.into(), message: message.into() }
     }
 
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

@@ -2,7 +2,8 @@
 //!
 //! - [`config::TrainConfig`]: every hyper-parameter with its default (the reference recipe on every linear layer),
 //!   loaded from TOML and saved as `train_config.toml` next to the adapter.
-//! - [`data`]: ChatML texts to token ids with per-token loss flags (answer-only or whole sequence).
+//! - [`data`]: [`kb_dataset::Sample`]s to token ids with per-token loss flags (answer-only or whole
+//!   sequence).
 //! - [`batch`]: length-grouped, dynamically padded micro-batches with the positions that carry loss.
 //! - [`optim`]: AdamW over the LoRA variables, gradient accumulation, global-norm clipping.
 //! - [`schedule`]: linear warmup then cosine (or linear) decay, per optimizer step.

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub fn training_model(base: &mut BaseModel, config: &TrainConfig) -> Result<Qwen2> {
     let context = |what: &'static str| move |source| Error::Build { what, source };
     let mut model = base.take_model().map_err(context("building the model"))?;
-    model.attach_lora(&config.lora.to_lora_config(), config.seed).map_err(context("attaching the LoRA adapter"))?;
+    model.attach_lora(&config.lora, config.seed).map_err(context("attaching the LoRA adapter"))?;
     let bf16 = config.frozen_matmul.apply(&mut model)?;
     tracing::info!(
         "products with frozen weights in {} (frozen_matmul = {})",

@@ -323,7 +323,7 @@ pub fn write_tiny_adapter(model_dir: &Path, adapter_dir: &Path, seed: u64) -> Re
             var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu)?)?;
         }
     }
-    crate::adapter::save_adapter(&model, adapter_dir, "tiny")
+    crate::adapter::save_adapter(&model, adapter_dir, &"tiny".into())
 }
 
 /// Overwrites the first value of the first tensor (by name) of the adapter in `adapter_dir` with

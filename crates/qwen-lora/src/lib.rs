@@ -19,6 +19,7 @@
 //!   small tokenizer, for tests across the workspace.
 
 pub mod adapter;
+mod base_id;
 pub mod bf16;
 pub mod config;
 pub mod error;
@@ -29,11 +30,13 @@ pub mod generate;
 pub mod inference;
 pub mod load;
 pub mod lora;
+mod lora_config;
 pub mod model;
 pub mod ops;
 mod skinny;
 pub mod spec;
 
+pub use base_id::BaseModelId;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use inference::{ChatModel, Decode};

@@ -70,7 +70,8 @@ pub enum SourceInfo {
     Hub { id: String, revision: String, commit: Option<String>, dir: PathBuf },
     /// A local HF directory.
     Dir { dir: PathBuf },
-    /// A GGUF file; its hash is computed only on request, with [`gguf_sha256`].
+    /// A GGUF file; its hash is computed only on request, with [`gguf_sha256`] (by
+    /// [`crate::BaseModelId::of`], for the adapter's `revision`).
     Gguf { path: PathBuf },
 }
 

@@ -11,79 +11,11 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Tensor, Var};
 use rand::{Rng, rngs::StdRng};
-use serde::{Deserialize, Serialize};
 
 use crate::ops::Frozen;
 use crate::{Error, Result, bf16, fused, ops};
 
-/// LoRA hyper-parameters, named as in PEFT's `adapter_config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoraConfig {
-    /// Rank of the update.
-    pub r: usize,
-    /// Scaling numerator: the update is multiplied by `alpha / r` (or `alpha / √r` with rsLoRA).
-    pub lora_alpha: f64,
-    /// Dropout probability on the adapter's input while training.
-    pub lora_dropout: f64,
-    /// Projections that get an adapter: any of q/k/v/o_proj, gate/up/down_proj.
-    pub target_modules: Vec<String>,
-    /// Rank-stabilized scaling `alpha / √r`.
-    #[serde(default)]
-    pub use_rslora: bool,
-}
-
-/// Module names an adapter can target, in the order the model builds them.
-pub const MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
-impl Default for LoraConfig {
-    fn default() -> Self {
-        Self {
-            r: 16,
-            lora_alpha: 32.0,
-            lora_dropout: 0.05,
-            // Every linear layer (PEFT's "all-linear"); the reference adapted q/k/v/o only.
-            target_modules: MODULES.map(String::from).to_vec(),
-            use_rslora: false,
-        }
-    }
-}
-
-impl LoraConfig {
-    /// The factor applied to `B·A`.
-    pub fn scale(&self) -> f64 {
-        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
-    }
-
-    /// Checks the values a user can get wrong.
-    pub fn validate(&self) -> Result<()> {
-        if self.r == 0 {
-            return Err(Error::msg("LoRA rank r must be at least 1"));
-        }
-        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
-            return Err(Error::msg(format!(
-                "lora_alpha must be a positive number (the update is scaled by lora_alpha / r), got {}",
-                self.lora_alpha
-            )));
-        }
-        if !(0.0..1.0).contains(&self.lora_dropout) {
-            return Err(Error::msg(format!("lora_dropout must be in [0, 1), got {}", self.lora_dropout)));
-        }
-        if self.target_modules.is_empty() {
-            return Err(Error::msg(
-                "target_modules is empty: name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
-            ));
-        }
-        for (i, m) in self.target_modules.iter().enumerate() {
-            if !MODULES.contains(&m.as_str()) {
-                return Err(Error::msg(format!("unknown target module '{m}': use any of {}", MODULES.join(", "))));
-            }
-            if self.target_modules[..i].contains(m) {
-                return Err(Error::msg(format!("target_modules lists '{m}' twice; name each projection once")));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::lora_config::{LoraConfig, MODULES};
 
 /// The trainable part of one projection.
 pub struct Adapter {

@@ -33,11 +33,11 @@ fn tiny_model_and_adapter(dir: &Path) -> (PathBuf, PathBuf) {
     config.lora.lora_dropout = 0.0;
     let model = lora_trainer::training_model(&mut base, &config).unwrap();
     let eval = kb_dataset::read_jsonl(repo("data/eval_qwen_v1.jsonl")).unwrap();
-    let texts: Vec<String> = eval.iter().take(LIMIT).map(|s| s.text.clone()).collect();
+    let samples = &eval[..LIMIT];
     let out = dir.join("run");
     let mut opts = lora_trainer::TrainOptions::new(&out, "tiny");
     opts.show_progress = false;
-    lora_trainer::train(&model, &base.tokenizer, &texts, &texts, &config, &opts).unwrap();
+    lora_trainer::train(&model, &base.tokenizer, samples, samples, &config, &opts).unwrap();
     (model_dir, out.join("final_model"))
 }
 
@@ -165,11 +165,8 @@ fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let missing_model = dir.path().join("no-model");
     let bad_eval = dir.path().join("bad.jsonl");
-    std::fs::write(
-        &bad_eval,
-        "{\"text\": \"<|im_start|>user\\nq<|im_end|>\\n<|im_start|>assistant\\na<|im_end|>\"}\n{\"text\": \"plain\"}\n",
-    )
-    .unwrap();
+    let good = kb_dataset::to_jsonl(&[kb_dataset::Sample::new("q", "a", None, "eval")]);
+    std::fs::write(&bad_eval, good + "{\"text\": \"plain\"}\n").unwrap();
     cmd(&missing_model)
         .args(["--no-adapter", "--eval", bad_eval.to_str().unwrap()])
         .assert()

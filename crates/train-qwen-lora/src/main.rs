@@ -18,20 +18,19 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use lora_trainer::{Resume, RunStatus, TrainOptions};
-use qwen_lora::load::SourceInfo;
 
 use crate::args::Args;
 
 fn run(args: Args) -> anyhow::Result<RunStatus> {
     let config = args.resolve_config()?;
     // Bad data fails here, naming file and line, before the model is even loaded.
-    let read = |path: &PathBuf| -> anyhow::Result<Vec<String>> {
+    let read = |path: &PathBuf| -> anyhow::Result<Vec<kb_dataset::Sample>> {
         let samples = kb_dataset::read_jsonl(path)?;
         anyhow::ensure!(!samples.is_empty(), "{}: no samples; the file needs one JSON object per line", path.display());
-        Ok(samples.into_iter().map(|s| s.text).collect())
+        Ok(samples)
     };
-    let train_texts = read(&args.train)?;
-    let eval_texts = read(&args.eval)?;
+    let train_samples = read(&args.train)?;
+    let eval_samples = read(&args.eval)?;
     lora_trainer::check_output_dir(&args.output, args.resume.is_some(), args.overwrite)?;
     // What the run would replace must not be an input. --config may be the earlier run's
     // train_config.toml: it is read first, and rewritten with the resolved settings on purpose.
@@ -44,13 +43,8 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
 
     let mut base = args.model.load().context("loading the base model")?;
     let model = lora_trainer::training_model(&mut base, &config)?;
-    let base_name = match &base.source {
-        SourceInfo::Hub { id, .. } => id.clone(),
-        SourceInfo::Dir { dir } => dir.display().to_string(),
-        SourceInfo::Gguf { path } => path.display().to_string(),
-    };
-
-    let mut opts = TrainOptions::new(&args.output, base_name);
+    let base_id = qwen_lora::BaseModelId::of(&base.source).context("identifying the base model")?;
+    let mut opts = TrainOptions::new(&args.output, base_id);
     opts.resume = args.resume.clone().map(|dir| dir.map_or(Resume::Latest, Resume::From));
     opts.overwrite = args.overwrite;
     // A second Ctrl-C: the user does not want to wait for the checkpoint.
@@ -59,7 +53,7 @@ fn run(args: Args) -> anyhow::Result<RunStatus> {
         "interrupted: writing a checkpoint (press Ctrl-C again to quit at once)",
     );
 
-    let summary = lora_trainer::train(&model, &base.tokenizer, &train_texts, &eval_texts, &config, &opts)
+    let summary = lora_trainer::train(&model, &base.tokenizer, &train_samples, &eval_samples, &config, &opts)
         .with_context(|| format!("training (train set {}, eval set {})", args.train.display(), args.eval.display()))?;
     print!("{summary}");
     if summary.status == RunStatus::Interrupted {
