@@ -27,14 +27,7 @@ const KC_PAIRS: usize = 512;
 
 /// Whether this CPU runs the kernel (AVX512F with AVX512-BF16).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::cpu::has_avx512_bf16()
 }
 
 /// f32 → bf16 bits, rounding to nearest even; NaN stays NaN.
