@@ -426,8 +426,8 @@ impl Qwen2 {
     }
 
     /// Decoding steps read f16 copies of the projection and vocabulary weights (f32 CPU models):
-    /// decoding is bound by reading the weights, so this nearly doubles tokens/s, at f16's
-    /// rounding of the weights (logits move by ~1e-3). Inference only: merge adapters first.
+    /// decoding is bound by reading the weights, so halving the bytes read speeds it up, at
+    /// f16's rounding of the weights. Inference only: merge adapters first.
     pub fn use_half_weights_for_decoding(&mut self) -> Result<()> {
         if self.lora.is_some() {
             return Err(Error::msg("use_half_weights_for_decoding: merge the adapter first"));
@@ -445,8 +445,8 @@ impl Qwen2 {
     }
 
     /// Training in mixed precision: every frozen projection and the vocabulary projection multiply
-    /// in bf16 with f32 sums ([`crate::bf16`]), about twice the f32 rate on CPUs with
-    /// AVX512-BF16. The f32 weights are released — a tied embedding too, its rows then read
+    /// in bf16 with f32 sums ([`crate::bf16`]), twice the multiply-adds per instruction of f32 on
+    /// CPUs with AVX512-BF16. The f32 weights are released — a tied embedding too, its rows then read
     /// (bf16-rounded) from the vocabulary projection's copy — so afterwards every forward runs
     /// through the bf16 products, and the model can no longer merge, export its weights or keep
     /// f16 decoding copies (those calls return errors). Fails, changing nothing, on other CPUs or

@@ -19,7 +19,7 @@ pub fn has_avx512() -> bool {
     }
 }
 
-/// AVX512F with AVX512-BF16 (`vdpbf16ps`): the bf16 products ([`super::bf16`]).
+/// AVX512F with AVX512-BF16 (`vdpbf16ps`): the bf16 products (the `bf16` kernel).
 pub fn has_avx512_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -31,7 +31,7 @@ pub fn has_avx512_bf16() -> bool {
     }
 }
 
-/// AVX2 with FMA: the few-row matmul's dot products ([`super::gemv`]).
+/// AVX2 with FMA: the few-row matmul's dot products (the `gemv` kernel).
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -43,7 +43,7 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// F16C: widening f16 weights eight at a time ([`super::gemv`]).
+/// F16C: widening f16 weights eight at a time (the `gemv` kernel).
 pub fn has_f16c() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

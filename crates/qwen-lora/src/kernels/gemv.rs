@@ -18,7 +18,7 @@ pub const MAX_ROWS: usize = 32;
 /// Weight rows per parallel task: big enough to amortize scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 32;
 
-/// A weight matrix as the skinny kernels read it.
+/// A weight matrix as the few-row kernels read it.
 #[derive(Clone, Copy)]
 pub enum Weights<'a> {
     F32(&'a [f32]),

@@ -1,4 +1,4 @@
-//! CPU kernels without autograd: loops over slices, called by the ops in [`crate::ops`].
+//! CPU kernels without autograd: loops over slices, called by the ops in `crate::ops`.
 //!
 //! - [`cpu`]: what the CPU can run (AVX-512, AVX512-BF16, AVX2/FMA, F16C), detected in one place.
 //! - [`elem`]: the element types (f32, f64), a fast `exp`, storage access and dtype dispatch.
@@ -7,7 +7,7 @@
 //! - [`gemv`]: `x·Wᵀ` for the few rows of a decoding step, f32 or f16 weights.
 //! - [`dropout`]: inverted dropout from a counter hash, regenerated rather than stored.
 //!
-//! Nothing here imports [`crate::ops`] or the model; the files import only each other's
+//! Nothing here imports the ops or the model; the files import only each other's
 //! [`cpu`] and [`elem`].
 
 pub mod bf16;
