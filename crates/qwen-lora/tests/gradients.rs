@@ -69,8 +69,7 @@ fn lora_linear_backward_for_input_and_both_factors_under_dropout() {
     // x (2, 3, 6), W (5, 6), bias (5), A (2, 6), B (5, 2), scale 1.5, a third of the inputs dropped.
     let (x, w, bias, a, b) = (det(&[2, 3, 6], 11), det(&[5, 6], 12), det(&[5], 13), det(&[2, 6], 14), det(&[5, 2], 15));
     let w = Frozen::Dense(w);
-    let f =
-        |x: &Tensor, a: &Tensor, b: &Tensor| ops::lora_linear(x, &w, Some(&bias), a, b, 1.5, 1.0 / 3.0, 7).unwrap();
+    let f = |x: &Tensor, a: &Tensor, b: &Tensor| ops::lora_linear(x, &w, Some(&bias), a, b, 1.5, 1.0 / 3.0, 7).unwrap();
     check_op("lora_linear(x)", &x, |x| f(x, &a, &b));
     check_op("lora_linear(A)", &a, |a| f(&x, a, &b));
     check_op("lora_linear(B)", &b, |b| f(&x, &a, b));

@@ -1,6 +1,9 @@
 //! A frozen projection `x·Wᵀ + b` whose backward returns only dX = dY·W: candle's own matmul
 //! backward would also compute the (unused) gradient of the frozen weight.
 
+// Kernels are generic over `num_traits::Float`, which has no `+=`.
+#![allow(clippy::assign_op_pattern)]
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
