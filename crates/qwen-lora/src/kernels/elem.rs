@@ -104,6 +104,15 @@ pub fn data<T: Elem>(t: &Tensor) -> CResult<Vec<T>> {
     with_data::<T, _>(t, |d| Ok(d.to_vec()))
 }
 
+/// An f64 CPU tensor of values in [-0.5, 0.5) drawn from `seed`, for the kernels' tests.
+#[cfg(test)]
+pub fn test_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> =
+        (0..n).map(|i| ((crate::splitmix::hash(seed ^ i as u64) >> 11) as f64 / (1u64 << 53) as f64) - 0.5).collect();
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

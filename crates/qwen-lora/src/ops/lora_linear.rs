@@ -199,13 +199,7 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-    use crate::splitmix::hash;
-
-    fn t(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f64> = (0..n).map(|i| ((hash(seed ^ i as u64) >> 11) as f64 / (1u64 << 53) as f64) - 0.5).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
+    use crate::kernels::elem::test_tensor as t;
 
     #[test]
     fn lora_linear_equals_the_composed_formula_with_the_same_mask() {

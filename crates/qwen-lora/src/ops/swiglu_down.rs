@@ -130,16 +130,8 @@ pub fn swiglu_down(gate: &Tensor, up: &Tensor, w_down: &Frozen) -> Result<Tensor
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
-
     use super::*;
-    use crate::splitmix::hash;
-
-    fn t(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f64> = (0..n).map(|i| ((hash(seed ^ i as u64) >> 11) as f64 / (1u64 << 53) as f64) - 0.5).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
+    use crate::kernels::elem::test_tensor as t;
 
     #[test]
     fn swiglu_down_equals_the_composed_formula() {
