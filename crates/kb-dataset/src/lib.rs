@@ -12,6 +12,7 @@
 //! - [`write_atomic`], [`AtomicFile`], [`AtomicDir`], [`check_outputs`]: the workspace's one
 //!   atomic writer, which never replaces a device, FIFO or directory, writes through symlinks,
 //!   respects the umask, cleans up after interrupted runs and refuses to write over an input.
+//! - [`progress_bar`]: the workspace's one progress bar (stderr, hidden off a terminal).
 //!
 //! Every error ([`Error`]) names the file and line or entry; every write is atomic.
 
@@ -23,6 +24,7 @@ mod io;
 mod kb;
 mod output;
 mod overlap;
+mod progress;
 mod sample;
 mod sampling;
 mod templates;
@@ -36,6 +38,7 @@ pub use output::{
     AtomicDir, AtomicFile, check_outputs, remove_temps_of_this_process, resolve_output, same_file, write_atomic,
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
+pub use progress::progress_bar;
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
 pub use sampling::{TrainRequest, TrainSet, build_train_set};
 pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};

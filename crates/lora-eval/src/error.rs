@@ -36,7 +36,7 @@ pub enum Error {
 
     #[error(
         "{path} has no answer to `{question}`: that report answered another eval set (or fewer of its \
-         questions); run test-qwen-lora on this eval set once without --answers-from"
+         questions, with --limit); run test-qwen-lora on this eval set once without --limit or --answers-from"
     )]
     MissingAnswer { path: PathBuf, question: String },
 }

@@ -11,7 +11,6 @@ use qwen_lora::model::Qwen2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_file_atomic;
 
 /// Name of the resolved config written into the output directory.
 pub const RESOLVED_CONFIG_FILE: &str = "train_config.toml";
@@ -258,7 +257,7 @@ impl TrainConfig {
             "# Resolved training config (defaults < --config file < flags) of the run in this directory.\n{}",
             self.to_toml()
         );
-        write_file_atomic(&dir.join(RESOLVED_CONFIG_FILE), text.as_bytes())
+        Ok(kb_dataset::write_atomic(&dir.join(RESOLVED_CONFIG_FILE), text.as_bytes())?)
     }
 }
 

@@ -61,6 +61,14 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] qwen_lora::Error),
 
+    /// A step of building the model to train ([`crate::model::training_model`]) failed.
+    #[error("{what}")]
+    Build {
+        what: &'static str,
+        #[source]
+        source: qwen_lora::Error,
+    },
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 

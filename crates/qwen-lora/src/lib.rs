@@ -1,8 +1,11 @@
 //! Qwen2.5 decoder in candle, built for LoRA fine-tuning on a CPU.
 //!
 //! - [`config::Config`]: hyper-parameters from HF `config.json` or GGUF metadata.
+//! - [`spec::ModelSpec`]: what to load (source, device, dtype), as plain data; binaries build it
+//!   from their flags (`cli_support::ModelArgs`).
 //! - [`load`]: one loader for every binary — hub id, local HF directory or GGUF file — giving a
 //!   [`load::BaseModel`] (config, weights, tokenizer).
+//! - [`inference::ChatModel`]: base + adapter merged, ready to answer prompts.
 //! - [`model::Qwen2`]: the decoder; every projection is a [`lora::Linear`] that may carry an
 //!   adapter, over a [`frozen::Frozen`] weight (dense, dense with an f16 decoding copy, or packed
 //!   bf16). [`kv_cache::KvCache`] holds the keys and values of cached decoding.
@@ -16,12 +19,13 @@
 //!   adapter into a model; [`adapter`]: PEFT-compatible adapter files.
 //! - [`generate`]: KV-cached, batched generation.
 //! - [`splitmix::SplitMix64`]: the workspace's PRNG for batch orders and dropout masks.
-//! - [`fixture`]: a tiny random Qwen2 with a small tokenizer, for tests across the workspace.
+//! - `fixture` (feature `fixture`, turned on from dev-dependencies): a tiny random Qwen2 with a
+//!   small tokenizer, for tests across the workspace.
 
 pub mod adapter;
-pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod frozen;
 pub mod generate;
@@ -33,9 +37,12 @@ pub mod lora;
 pub mod merge;
 pub mod model;
 pub mod ops;
+pub mod spec;
 pub mod splitmix;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use inference::{ChatModel, Decode};
 pub use kernels::bf16;
+pub use spec::{DEFAULT_MODEL, DeviceKind, ModelSpec};
 pub use splitmix::SplitMix64;

@@ -1,6 +1,6 @@
 //! Loading a base model from the hub, a local HF directory or a GGUF file.
 //!
-//! [`load_base`] is the one entry point every binary uses (through [`crate::cli::ModelArgs`]). It
+//! [`load_base`] is the one entry point every binary uses (through [`crate::spec::ModelSpec::load`]). It
 //! returns a [`BaseModel`]: the [`Config`], a [`VarBuilder`] serving Hugging Face tensor names
 //! (`model.embed_tokens.weight`, `model.layers.N.self_attn.q_proj.weight`, …, `lm_head.weight`
 //! unless tied) in the requested dtype and device, the tokenizer, and a [`SourceInfo`] saying what

@@ -19,7 +19,7 @@ use qwen_lora::load::BaseModel;
 use qwen_lora::model::{Mode, Qwen2};
 use serde::{Deserialize, Serialize};
 
-use super::{Settings, train_texts};
+use crate::settings::{Settings, eval_texts, train_texts};
 use crate::sys::{median, timed};
 
 /// Weights that every token (layers) or every loss position (vocabulary projection) multiplies.
@@ -222,7 +222,7 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
     let padded: usize =
         batches.iter().map(|b| b.len() * b.iter().map(|&i| prepared.examples[i].input_len()).max().unwrap_or(0)).sum();
     let mean_batch_rows = padded as f64 / batches.len().max(1) as f64;
-    let eval_texts = super::eval_texts(s)?;
+    let eval_texts = eval_texts(s)?;
     let eval = tokenize_samples(&base.tokenizer, &eval_texts, config.max_length, config.loss)?;
     let eval_tokens: usize = eval.examples.iter().map(Example::input_len).sum();
     let eval_loss_positions: usize = eval.examples.iter().map(Example::n_targets).sum();
