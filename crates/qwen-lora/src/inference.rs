@@ -6,9 +6,10 @@ use tokenizers::Tokenizer;
 
 use crate::generate::{GenerationConfig, generate};
 use crate::load::SourceInfo;
+use crate::merge::merge_adapter;
 use crate::model::Qwen2;
 use crate::spec::ModelSpec;
-use crate::{Error, Result, adapter};
+use crate::{Error, Result};
 
 /// How decoding steps read the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,9 +39,8 @@ impl ChatModel {
         let stop = base.eos_token_ids();
         let mut model = base.take_model()?;
         if let Some(dir) = adapter_dir {
-            let cfg = adapter::load_adapter(&mut model, dir)?;
+            let cfg = merge_adapter(&mut model, dir)?;
             tracing::info!(adapter = %dir.display(), r = cfg.r, alpha = cfg.lora_alpha, "merged adapter");
-            model.merge_lora()?;
         }
         if decode == Decode::HalfWeights {
             model.use_half_weights_for_decoding()?;
