@@ -25,8 +25,8 @@ mod io;
 mod kb;
 mod output;
 mod overlap;
-mod progress;
 mod plan;
+mod progress;
 mod sample;
 mod sampling;
 mod templates;
@@ -40,8 +40,8 @@ pub use output::{
     AtomicDir, AtomicFile, check_outputs, remove_temps_of_this_process, resolve_output, same_file, write_atomic,
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
-pub use progress::progress_bar;
 pub use plan::TrainRequest;
+pub use progress::progress_bar;
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
 pub use sampling::{TrainSet, build_train_set};
 pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};
