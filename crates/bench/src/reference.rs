@@ -1,8 +1,9 @@
 //! The other systems' figures: measured live by `scripts/bench_reference.py` (its JSON, passed
-//! with `--reference`), or else the earlier measurements on this kind of machine written in
-//! `shared/PERFORMANCE.md` and `shared/MODELS.md`, labelled as such.
+//! with `--reference`), or else the earlier measurements of `data/reference.toml` ([`Earlier`],
+//! which says where each came from), labelled as such.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -95,22 +96,95 @@ pub struct Figure {
 }
 
 pub const LIVE: &str = "measured live";
-pub const EARLIER: &str = "reference (measured earlier, PERFORMANCE.md)";
-pub const EARLIER_MODELS: &str = "reference (measured earlier, MODELS.md)";
 
-/// transformers + PEFT micro-step, batch 4 padded to 192 (PERFORMANCE.md): 0.5B, and the middle
-/// of the 50–57 s it gives for 1.5B.
-const EARLIER_MICRO_STEP_S: f64 = 18.0;
-const EARLIER_MICRO_STEP_S_1_5B: f64 = 53.5;
-/// 300 samples / batch 4.
-const EARLIER_MICRO_STEPS_PER_EPOCH: f64 = 75.0;
-/// transformers `generate` on 0.5B; PERFORMANCE.md has no 1.5B figure.
-const EARLIER_TRANSFORMERS_TOK_S: f64 = 5.4;
-/// llama.cpp one stream: 0.5B, 1.5B.
-const EARLIER_LLAMA_CPP_TOK_S: f64 = 28.0;
-const EARLIER_LLAMA_CPP_TOK_S_1_5B: f64 = 15.0;
-/// Peak RSS of the reference's full 0.5B training run (MODELS.md); none is written for 1.5B.
-const EARLIER_TRAIN_PEAK_BYTES: f64 = 7.6e9;
+/// A figure measured earlier, for the 0.5B (`small`) and 1.5B (`large`) models.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BySize {
+    /// The notes it was read from.
+    pub file: String,
+    pub small: Option<f64>,
+    pub large: Option<f64>,
+    /// What the report shows as its source (filled in from `file`).
+    #[serde(skip)]
+    pub label: String,
+}
+
+impl BySize {
+    pub fn get(&'static self, size: ModelSize) -> Option<Figure> {
+        let value = match size {
+            ModelSize::Small => self.small,
+            ModelSize::Large => self.large,
+        }?;
+        Some(Figure { value, source: &self.label })
+    }
+}
+
+/// A count measured earlier.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Count {
+    pub file: String,
+    pub steps: usize,
+}
+
+/// A figure measured earlier that the report quotes as text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quote {
+    pub file: String,
+    pub text: String,
+    #[serde(skip)]
+    pub label: String,
+}
+
+/// The earlier figures of `data/reference.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earlier {
+    /// transformers + PEFT, seconds of one training micro-step (batch 4 padded to 192).
+    pub micro_step_seconds: BySize,
+    /// Micro-steps of the reference in one epoch of the shipped training set.
+    pub micro_steps_per_epoch: Count,
+    /// Peak RSS of the reference's whole training run, bytes.
+    pub train_peak_bytes: BySize,
+    /// transformers `generate`, one prompt at a time.
+    pub transformers_tokens_per_s: BySize,
+    /// llama.cpp, one stream.
+    pub llama_cpp_tokens_per_s: BySize,
+    /// torch's matmul rate, where it was not measured live on the same shapes.
+    pub torch_matmul: Quote,
+    /// The reference's own eval run.
+    pub reference_eval: Quote,
+}
+
+/// The source label of a figure measured earlier and read from `file`.
+fn earlier_label(file: &str) -> String {
+    format!("reference (measured earlier, {file})")
+}
+
+impl Earlier {
+    fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        let mut e: Self = toml::from_str(text)?;
+        for f in [
+            &mut e.micro_step_seconds,
+            &mut e.train_peak_bytes,
+            &mut e.transformers_tokens_per_s,
+            &mut e.llama_cpp_tokens_per_s,
+        ] {
+            f.label = earlier_label(&f.file);
+        }
+        for q in [&mut e.torch_matmul, &mut e.reference_eval] {
+            q.label = earlier_label(&q.file);
+        }
+        Ok(e)
+    }
+}
+
+/// The earlier figures, read once from the data file compiled into the binary.
+pub static EARLIER: LazyLock<Earlier> = LazyLock::new(|| {
+    Earlier::parse(include_str!("../data/reference.toml")).expect("crates/bench/data/reference.toml parses")
+});
 
 /// Which model the earlier figures must describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,26 +217,26 @@ impl References {
     pub fn new(file: Option<ReferenceFile>, size: ModelSize) -> Self {
         let file = file.unwrap_or_default();
         let live = |v: f64| Figure { value: v, source: LIVE };
-        let earlier = |v: f64| Figure { value: v, source: EARLIER };
-        let small = size == ModelSize::Small;
+        let e = &*EARLIER;
         let t = file.transformers_train.as_ref();
-        let micro_step = if small { EARLIER_MICRO_STEP_S } else { EARLIER_MICRO_STEP_S_1_5B };
+        let earlier_epoch = || {
+            let step = e.micro_step_seconds.get(size).expect("an earlier micro-step figure for every model size");
+            Figure { value: step.value * e.micro_steps_per_epoch.steps as f64, ..step }
+        };
         Self {
-            epoch_seconds: t.map_or(earlier(micro_step * EARLIER_MICRO_STEPS_PER_EPOCH), |t| live(t.epoch_seconds)),
+            epoch_seconds: t.map_or_else(earlier_epoch, |t| live(t.epoch_seconds)),
             train_peak_bytes: match t.and_then(|t| t.peak_memory_bytes) {
                 Some(b) => Some(live(b as f64)),
-                None => small.then_some(Figure { value: EARLIER_TRAIN_PEAK_BYTES, source: EARLIER_MODELS }),
+                None => e.train_peak_bytes.get(size),
             },
             transformers_tok_s: match &file.transformers_generate {
                 Some(g) => Some(live(g.tokens_per_s)),
-                None => small.then_some(earlier(EARLIER_TRANSFORMERS_TOK_S)),
+                None => e.transformers_tokens_per_s.get(size),
             },
-            llama_cpp_tok_s: file
-                .llama_cpp
-                .as_ref()
-                .map_or(earlier(if small { EARLIER_LLAMA_CPP_TOK_S } else { EARLIER_LLAMA_CPP_TOK_S_1_5B }), |g| {
-                    live(g.tokens_per_s)
-                }),
+            llama_cpp_tok_s: file.llama_cpp.as_ref().map_or_else(
+                || e.llama_cpp_tokens_per_s.get(size).expect("an earlier llama.cpp figure for every model size"),
+                |g| live(g.tokens_per_s),
+            ),
             file,
         }
     }
@@ -172,14 +246,27 @@ impl References {
 mod tests {
     use super::*;
 
+    const EARLIER_LABEL: &str = "reference (measured earlier, PERFORMANCE.md)";
+
+    #[test]
+    fn the_data_file_says_where_each_figure_comes_from() {
+        let e = &*EARLIER;
+        assert_eq!(e.micro_step_seconds.label, EARLIER_LABEL);
+        assert_eq!(e.train_peak_bytes.label, "reference (measured earlier, MODELS.md)");
+        assert_eq!((e.micro_step_seconds.small, e.micro_steps_per_epoch.steps), (Some(18.0), 75));
+        assert_eq!(e.transformers_tokens_per_s.large, None);
+        // A figure without its source is refused.
+        assert!(Earlier::parse("[micro_step_seconds]\nsmall = 1.0\n").is_err());
+    }
+
     #[test]
     fn earlier_figures_without_a_file_and_live_ones_with_it() {
         let r = References::new(None, ModelSize::Small);
-        assert_eq!(r.epoch_seconds, Figure { value: 1350.0, source: EARLIER });
+        assert_eq!(r.epoch_seconds, Figure { value: 1350.0, source: EARLIER_LABEL });
         assert_eq!(r.llama_cpp_tok_s.value, 28.0);
         // 1.5B: its own training and llama.cpp figures, none where nothing was measured.
         let r = References::new(None, ModelSize::Large);
-        assert_eq!(r.epoch_seconds, Figure { value: 53.5 * 75.0, source: EARLIER });
+        assert_eq!(r.epoch_seconds, Figure { value: 53.5 * 75.0, source: EARLIER_LABEL });
         assert_eq!(r.llama_cpp_tok_s.value, 15.0);
         assert_eq!((r.transformers_tok_s, r.train_peak_bytes), (None, None));
         let file: ReferenceFile = serde_json::from_str(
@@ -189,7 +276,7 @@ mod tests {
         .unwrap();
         let r = References::new(Some(file), ModelSize::Small);
         assert_eq!(r.llama_cpp_tok_s, Figure { value: 25.0, source: LIVE });
-        assert_eq!(r.transformers_tok_s.map(|f| f.source), Some(EARLIER));
+        assert_eq!(r.transformers_tok_s.map(|f| f.source), Some(EARLIER_LABEL));
         assert_eq!(r.file.skipped.len(), 1);
     }
 }

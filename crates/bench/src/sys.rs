@@ -1,6 +1,8 @@
-//! Timing, medians, peak memory and a description of the machine.
+//! Timing, medians and a description of the machine.
 
 use std::time::Instant;
+
+use crate::table::gib;
 
 /// Median of `v` (mean of the two middle values for an even count); 0 for an empty list.
 pub fn median(v: &[f64]) -> f64 {
@@ -18,11 +20,6 @@ pub fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64
     let start = Instant::now();
     let v = f()?;
     Ok((v, start.elapsed().as_secs_f64()))
-}
-
-/// Peak resident memory of this process so far (`VmHWM` in /proc/self/status), in bytes.
-pub fn peak_memory_bytes() -> Option<u64> {
-    lora_trainer::metrics::peak_memory_bytes()
 }
 
 /// The machine, for the report's header.
@@ -57,10 +54,6 @@ impl Machine {
         let mem = self.memory_bytes.map_or_else(String::new, |b| format!(", {:.0} GiB memory", gib(b)));
         format!("{}, {} threads{mem} ({})", self.cpu, self.threads, self.os)
     }
-}
-
-pub fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0 * 1024.0)
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, without a date crate.

@@ -5,9 +5,9 @@ use std::path::Path;
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn chatml(q: &str, a: &str) -> String {
-    let text = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>");
-    serde_json::json!({ "text": text, "doc_id": null, "style": "direct" }).to_string()
+/// One data-set line, as kb-dataset writes it.
+fn line(q: &str, a: &str) -> String {
+    kb_dataset::to_jsonl(&[kb_dataset::Sample::new(q, a, None, "direct")]).trim_end().to_string()
 }
 
 /// A tiny model directory and train/eval sets; returns the common flags.
@@ -15,8 +15,8 @@ fn setup(dir: &Path) -> Vec<String> {
     let model = dir.join("model");
     qwen_lora::fixture::write_tiny_model(&model, 7).unwrap();
     let train: Vec<String> =
-        (0..10).map(|i| chatml(&format!("請問年假{i}天?"), &format!("依據公司規範:年假{i}天。"))).collect();
-    let eval: Vec<String> = (0..3).map(|i| chatml(&format!("加班{i}要誰核准?"), "依據公司規範:主管核准。")).collect();
+        (0..10).map(|i| line(&format!("請問年假{i}天?"), &format!("依據公司規範:年假{i}天。"))).collect();
+    let eval: Vec<String> = (0..3).map(|i| line(&format!("加班{i}要誰核准?"), "依據公司規範:主管核准。")).collect();
     std::fs::write(dir.join("train.jsonl"), train.join("\n") + "\n").unwrap();
     std::fs::write(dir.join("eval.jsonl"), eval.join("\n") + "\n").unwrap();
     [

@@ -7,15 +7,36 @@
 //!   of spinning (measured faster training on few cores); [`main`] does it first.
 //! - [`on_compute_pool`]: runs the work on a worker of rayon's pool, so each parallel op starts
 //!   there instead of being handed over from the main thread; [`main`] runs `run` so.
-//! - [`progress_bar`]: one style for every progress bar, drawn on stderr and hidden when stderr is
-//!   not a terminal (logs and pipes stay clean).
+//! - [`progress_bar`]: the workspace's one progress bar ([`kb_dataset::progress_bar`]), drawn on
+//!   stderr and hidden when stderr is not a terminal (logs and pipes stay clean).
+//! - [`stop_on_first_ctrl_c`]: for a run that can stop cleanly (training writes a checkpoint), the
+//!   first Ctrl-C only raises a flag.
+//! - [`KbArgs`]: `--kb` and `--questions`, loaded together.
+//! - [`args_test!`]: the test every binary carries, that its clap `Args` are well formed.
+//! - With the feature `model`: [`ModelArgs`], [`AdapterArgs`], [`GenerationArgs`], the flags that
+//!   choose a model, turned into the plain specs `qwen-lora` takes, and [`generate_answers`]
+//!   (an eval set answered by that model).
+
+mod kb;
+#[cfg(feature = "model")]
+mod model;
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
+use std::process::{ExitCode, Termination};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+/// The workspace's one progress bar, here for the binaries: see [`kb_dataset::progress_bar`].
+pub use kb_dataset::progress_bar;
+
+pub use kb::KbArgs;
+#[cfg(feature = "model")]
+pub use model::{AdapterArgs, DTypeArg, DeviceArg, GenerationArgs, ModelArgs, generate_answers};
+
+/// For [`args_test!`].
+#[doc(hidden)]
+pub use clap;
 
 /// Logs go to stderr (results go to stdout); `RUST_LOG` chooses the level, `info` by default.
 pub fn init_logging() {
@@ -74,12 +95,23 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, what a shell reports).
 pub const INTERRUPTED: u8 = 130;
 
+/// A run's stop flag and what to print when the first Ctrl-C raises it ([`stop_on_first_ctrl_c`]).
+static GRACEFUL_STOP: Mutex<Option<(Arc<AtomicBool>, &'static str)>> = Mutex::new(None);
+
 /// On Ctrl-C, removes the temporary files and directories this process is writing outputs into
 /// ([`kb_dataset::remove_temps_of_this_process`]) and exits with [`INTERRUPTED`]. Without it the
 /// default action kills the process on the spot, and an interrupted merge or export leaves its
-/// whole temporary model (hundreds of MB) beside the output.
+/// whole temporary model (hundreds of MB) beside the output. After [`stop_on_first_ctrl_c`], the
+/// first Ctrl-C only raises the run's flag.
 pub fn remove_partial_outputs_on_ctrl_c() -> anyhow::Result<()> {
     ctrlc::set_handler(|| {
+        let graceful = GRACEFUL_STOP.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((stop, message)) = graceful
+            && !stop.swap(true, Ordering::SeqCst)
+        {
+            eprintln!("{message}");
+            return;
+        }
         STOPPING.store(true, Ordering::SeqCst);
         kb_dataset::remove_temps_of_this_process();
         eprintln!("interrupted: partial outputs removed");
@@ -88,9 +120,17 @@ pub fn remove_partial_outputs_on_ctrl_c() -> anyhow::Result<()> {
     .context("installing the Ctrl-C handler")
 }
 
+/// From now on the first Ctrl-C sets `stop` and prints `message` (the run stops cleanly by itself);
+/// a second one removes partial outputs and exits at once, as without this call. Needs the
+/// handler [`main`] installs.
+pub fn stop_on_first_ctrl_c(stop: Arc<AtomicBool>, message: &'static str) {
+    *GRACEFUL_STOP.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, message));
+}
+
 /// Runs a binary: candle's pool setting, logging, the Ctrl-C cleanup, then `run` on rayon's pool
-/// ([`on_compute_pool`]), then the exit code. An error prints its whole chain.
-pub fn main(run: impl FnOnce() -> anyhow::Result<()> + Send) -> ExitCode {
+/// ([`on_compute_pool`]), then the exit code: `run`'s own ([`Termination`]; `()` is success) or,
+/// on error, failure after printing the whole error chain.
+pub fn main<T: Termination + Send>(run: impl FnOnce() -> anyhow::Result<T> + Send) -> ExitCode {
     park_idle_candle_workers();
     init_logging();
     if let Err(e) = remove_partial_outputs_on_ctrl_c() {
@@ -98,7 +138,7 @@ pub fn main(run: impl FnOnce() -> anyhow::Result<()> + Send) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match on_compute_pool(run) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(outcome) => outcome.report(),
         Err(_) if STOPPING.load(Ordering::SeqCst) => loop {
             // The handler exits with INTERRUPTED as soon as its cleanup is done.
             std::thread::sleep(std::time::Duration::from_secs(1));
@@ -110,15 +150,15 @@ pub fn main(run: impl FnOnce() -> anyhow::Result<()> + Send) -> ExitCode {
     }
 }
 
-/// A progress bar of `len` steps with `msg` for extra figures; hidden when stderr is not a terminal.
-pub fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let style = ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(prefix.to_string());
-    bar
+/// The test every binary carries: `cli_support::args_test!(Args);` checks the clap `Args` with
+/// clap's `debug_assert` (help on every flag, no conflicting names).
+#[macro_export]
+macro_rules! args_test {
+    ($args:ty) => {
+        #[cfg(test)]
+        #[test]
+        fn args_are_well_formed() {
+            <$args as $crate::clap::CommandFactory>::command().debug_assert();
+        }
+    };
 }

@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
 use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
-use kb_dataset::{Kb, Sample, Templates, read_jsonl};
-use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model_with;
+use kb_dataset::{Kb, Templates, read_jsonl};
+use lora_eval::RawAnswers;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]
@@ -28,7 +28,7 @@ struct Args {
     adapter: AdapterArgs,
 
     /// Take the raw answers from this test-qwen-lora JSON report instead of generating them
-    /// (its questions must be the eval set's, in order).
+    /// (it must answer every eval question; they are matched by question).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["no_adapter"])]
     from_report: Option<PathBuf>,
 
@@ -91,61 +91,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     inputs.extend(args.adapter.input_paths().into_iter().chain(args.model.input_paths()));
     kb_dataset::check_outputs(&[("--out", &args.out), ("--out (its .svg heat map)", &svg)], &inputs)?;
 
-    let raw = match &args.from_report {
-        Some(path) => answers_from_report(path, &eval)?,
-        None => generate_answers(&args, &eval)?,
+    let answers = match &args.from_report {
+        Some(path) => {
+            let report = lora_eval::read_report(path).context("reading --from-report")?;
+            RawAnswers::from_loaded_report(&report, path, &eval)?
+        }
+        None => cli_support::generate_answers(&args.model, &args.adapter, &args.generation, &eval)?,
     };
-    let analysis = diagnose(&eval, &raw, &kb, &templates, &opts)?;
+    let analysis = diagnose(&eval, &answers.raw, &kb, &templates, &opts)?;
     print_report(&analysis, &mut std::io::stdout().lock())?;
     let svg = write_analysis(&analysis, &args.out).with_context(|| format!("writing --out {}", args.out.display()))?;
     println!("analysis written to {} (heat map: {})", args.out.display(), svg.display());
     Ok(())
 }
 
-fn generate_answers(args: &Args, eval: &[Sample]) -> anyhow::Result<Vec<String>> {
-    let gen_cfg = args.generation.config()?;
-    let adapter = args.adapter.dir()?;
-    let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
-    let prompts: Vec<String> = eval.iter().map(|s| kb_dataset::prompt(s.question().unwrap_or_default())).collect();
-    let bar = cli_support::progress_bar(prompts.len() as u64, "answering");
-    let answers = loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
-    Ok(answers)
-}
-
-/// The raw answers of a test-qwen-lora report, checked question by question against the eval set.
-fn answers_from_report(path: &std::path::Path, eval: &[Sample]) -> anyhow::Result<Vec<String>> {
-    let report = lora_eval::read_report(path).context("reading --from-report")?;
-    if report.details.len() != eval.len() {
-        bail!(
-            "{}: the report has {} answers but the eval set has {} questions; rerun test-qwen-lora without --limit",
-            path.display(),
-            report.details.len(),
-            eval.len()
-        );
-    }
-    for (i, (d, s)) in report.details.iter().zip(eval).enumerate() {
-        if Some(d.question.as_str()) != s.question() {
-            bail!(
-                "{}: answer {} is to {:?}, but eval sample {} asks {:?}",
-                path.display(),
-                i + 1,
-                d.question,
-                i + 1,
-                s.question().unwrap_or_default()
-            );
-        }
-    }
-    Ok(report.details.into_iter().map(|d| d.raw).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-}
+cli_support::args_test!(Args);

@@ -35,9 +35,9 @@ fn planted_mistakes_are_found_and_classified() {
         .enumerate()
         .map(|(i, s)| match i {
             _ if i == refused => "抱歉,我沒有這方面的資訊。".to_string(),
-            _ if i == swapped => eval[other].answer().unwrap().to_string(),
-            _ if i == unanswerable => eval[answerable[2]].answer().unwrap().to_string(),
-            _ => s.answer().unwrap().to_string(),
+            _ if i == swapped => eval[other].answer.clone(),
+            _ if i == unanswerable => eval[answerable[2]].answer.clone(),
+            _ => s.answer.clone(),
         })
         .collect();
     let mut answers_iter = answers.clone().into_iter();
@@ -61,11 +61,11 @@ fn planted_mistakes_are_found_and_classified() {
     assert_eq!(a["correct"], eval.len() - 3);
     let kinds = &a["failure_kinds"];
     assert_eq!(kinds["refused_answerable"].as_array().unwrap().len(), 1);
-    assert_eq!(kinds["refused_answerable"][0], eval[refused].question().unwrap());
+    assert_eq!(kinds["refused_answerable"][0], eval[refused].question);
     assert_eq!(kinds["answered_unanswerable"].as_array().unwrap().len(), 1);
     // The swapped answer is a confusion between the two docs' topics.
     let errors = a["detailed_errors"].as_array().unwrap();
-    let swapped_error = errors.iter().find(|e| e["question"] == eval[swapped].question().unwrap()).unwrap();
+    let swapped_error = errors.iter().find(|e| e["question"] == eval[swapped].question).unwrap();
     assert_ne!(swapped_error["expected_topic"], swapped_error["actual_topic"]);
     assert!(
         a["confusion"]

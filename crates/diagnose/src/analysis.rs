@@ -4,117 +4,29 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kb_dataset::{Kb, Sample, Templates};
-use serde::{Deserialize, Serialize};
 
 use crate::classify::{ErrorKind, TOPIC_UNANSWERABLE, classify, kind_of, topic_of};
 use crate::error::{Error, Result};
+use crate::findings::{
+    ConfusionEntry, DiagnoseOptions, ErrorAnalysis, ErrorDetail, EvalAnswer, FailureKinds, TopicErrors,
+};
 use crate::suggest::suggestions;
-
-/// One eval question with the reference answer and the model's raw (not post-processed) answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EvalAnswer {
-    pub question: String,
-    pub expected: String,
-    /// `None` for unanswerable questions.
-    pub doc_id: Option<String>,
-    pub raw: String,
-}
-
-/// Knobs of [`analyze`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DiagnoseOptions {
-    /// An answer whose raw similarity to the expected answer is below this is an error.
-    pub threshold: f64,
-    /// A wrong answer whose best KB similarity is below this is classified as `none`.
-    pub floor: f64,
-}
-
-impl Default for DiagnoseOptions {
-    fn default() -> Self {
-        DiagnoseOptions { threshold: 0.90, floor: 0.3 }
-    }
-}
-
-/// One wrong answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub question: String,
-    pub expected: String,
-    pub raw: String,
-    /// difflib ratio of `expected` vs `raw` (as lora-eval's `similarity_raw`).
-    pub similarity: f64,
-    pub doc_id: Option<String>,
-    pub expected_topic: String,
-    /// Topic of the KB entry the answer is closest to, `refusal` or `none`.
-    pub actual_topic: String,
-    /// Similarity of the answer to that entry's text (`None` for refusals).
-    pub actual_similarity: Option<f64>,
-    pub kind: ErrorKind,
-}
-
-/// Per-topic tally (every topic in the eval set, with or without errors).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TopicErrors {
-    pub evaluated: usize,
-    pub errors: usize,
-    pub accuracy: f64,
-    /// The questions answered wrongly, in eval order.
-    pub questions: Vec<String>,
-}
-
-/// How often answers to `expected` questions landed on `actual`, with one example.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfusionEntry {
-    pub expected: String,
-    pub actual: String,
-    pub count: usize,
-    pub example_question: String,
-}
-
-/// The two failure kinds the reference pipeline singles out (questions, in eval order).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailureKinds {
-    pub answered_unanswerable: Vec<String>,
-    pub refused_answerable: Vec<String>,
-}
-
-/// The whole analysis; this is `error_analysis.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorAnalysis {
-    pub total: usize,
-    pub correct: usize,
-    pub errors: usize,
-    pub accuracy: f64,
-    pub threshold: f64,
-    pub floor: f64,
-    /// Every topic of the templates in KB order, then `unanswerable`: the matrix rows.
-    pub topics: Vec<String>,
-    pub detailed_errors: Vec<ErrorDetail>,
-    pub topic_errors: BTreeMap<String, TopicErrors>,
-    /// Sorted by count (descending), then expected and actual topic.
-    pub confusion: Vec<ConfusionEntry>,
-    pub failure_kinds: FailureKinds,
-    pub suggestions: Vec<String>,
-}
 
 /// Pairs eval samples with the generated answers (same order).
 pub fn answers_from_samples(eval: &[Sample], raw: &[String]) -> Result<Vec<EvalAnswer>> {
     if eval.len() != raw.len() {
         return Err(Error::AnswerCount { count: eval.len(), answers: raw.len() });
     }
-    eval.iter()
+    Ok(eval
+        .iter()
         .zip(raw)
-        .enumerate()
-        .map(|(i, (s, r))| match (s.question(), s.answer()) {
-            (Some(q), Some(a)) => Ok(EvalAnswer {
-                question: q.to_string(),
-                expected: a.to_string(),
-                doc_id: s.doc_id.clone(),
-                raw: r.clone(),
-            }),
-            _ => Err(Error::BadEvalSample { index: i + 1 }),
+        .map(|(s, r)| EvalAnswer {
+            question: s.question.clone(),
+            expected: s.answer.clone(),
+            doc_id: s.doc_id.clone(),
+            raw: r.clone(),
         })
-        .collect()
+        .collect())
 }
 
 /// The single entry point for `diagnose-errors`: pairs the eval set with the model's raw answers
@@ -155,7 +67,7 @@ pub fn analyze(
         tally.evaluated += 1;
         // Same argument order as lora-eval's `similarity_raw`: difflib's ratio is not symmetric.
         let similarity = seqmatch::ratio(&a.expected, &a.raw);
-        if similarity >= opts.threshold {
+        if lora_eval::is_correct(similarity, opts.threshold) {
             continue;
         }
         tally.errors += 1;

@@ -20,9 +20,6 @@ pub enum Error {
     #[error("{count} eval samples but {answers} generated answers; generate exactly one answer per eval question")]
     AnswerCount { count: usize, answers: usize },
 
-    #[error("eval sample {index} (1-based) is not a ChatML question/answer pair; regenerate the eval set")]
-    BadEvalSample { index: usize },
-
     #[error("invalid option: {0}")]
     Options(String),
 

@@ -10,9 +10,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::analysis::ErrorAnalysis;
 use crate::classify::{ACTUAL_NONE, ACTUAL_REFUSAL, ErrorKind, TOPIC_UNANSWERABLE};
 use crate::error::{Error, Result};
+use crate::findings::ErrorAnalysis;
 
 /// Style of extra samples for a topic that was only weak.
 pub const STYLE_AUGMENT: &str = "augment";
@@ -67,7 +67,7 @@ pub fn build_fix(
     opts: &FixOptions,
 ) -> Result<FixOutcome> {
     let forbidden = eval_questions(templates, eval);
-    let mut seen: HashSet<String> = train.iter().filter_map(|s| s.question()).map(normalize).collect();
+    let mut seen: HashSet<String> = train.iter().map(|s| normalize(&s.question)).collect();
     let reasons = reasons_by_topic(analysis);
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut new = Vec::new();
@@ -134,7 +134,7 @@ pub fn build_fix(
 
 /// Normalized questions of the eval file and of every eval pool in the templates.
 fn eval_questions(templates: &Templates, eval: &[Sample]) -> HashSet<String> {
-    let mut set: HashSet<String> = eval.iter().filter_map(|s| s.question()).map(normalize).collect();
+    let mut set: HashSet<String> = eval.iter().map(|s| normalize(&s.question)).collect();
     set.extend(templates.docs().iter().flat_map(|d| d.eval.iter()).map(|q| normalize(q)));
     set.extend(templates.unanswerable().eval.iter().map(|u| normalize(&u.question)));
     set
@@ -143,7 +143,7 @@ fn eval_questions(templates: &Templates, eval: &[Sample]) -> HashSet<String> {
 /// The hard check: no sample of the output may ask an eval question.
 fn check_no_eval(samples: &[Sample], existing: usize, forbidden: &HashSet<String>) -> Result<()> {
     for (i, s) in samples.iter().enumerate() {
-        let Some(q) = s.question() else { continue };
+        let q = s.question.as_str();
         if forbidden.contains(&normalize(q)) {
             let origin = if i < existing {
                 format!("already in the training set, line {}", i + 1)

@@ -16,18 +16,19 @@
 mod analysis;
 mod classify;
 mod error;
+mod findings;
 pub mod fix;
 mod output;
 mod report;
 mod suggest;
 mod svg;
 
-pub use analysis::{
-    ConfusionEntry, DiagnoseOptions, ErrorAnalysis, ErrorDetail, EvalAnswer, FailureKinds, TopicErrors, analyze,
-    answers_from_samples, diagnose,
-};
+pub use analysis::{analyze, answers_from_samples, diagnose};
 pub use classify::{ACTUAL_NONE, ACTUAL_REFUSAL, Actual, ErrorKind, TOPIC_UNANSWERABLE, classify, kind_of, topic_of};
 pub use error::{Error, Result};
+pub use findings::{
+    ConfusionEntry, DiagnoseOptions, ErrorAnalysis, ErrorDetail, EvalAnswer, FailureKinds, TopicErrors,
+};
 pub use fix::{Addition, FixOptions, FixOutcome, build_fix, print_fix};
 pub use output::{load_analysis, write_analysis};
 pub use report::print_report;

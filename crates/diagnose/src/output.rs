@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use kb_dataset::write_atomic;
 
-use crate::analysis::ErrorAnalysis;
 use crate::error::{Error, Result};
+use crate::findings::ErrorAnalysis;
 use crate::svg::confusion_svg;
 
 /// Writes the analysis as pretty JSON to `json_path` and the heat map next to it (same name,

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::analysis::ErrorAnalysis;
+use crate::findings::ErrorAnalysis;
 
 /// How many wrong answers are shown per topic.
 const SHOWN_PER_TOPIC: usize = 5;

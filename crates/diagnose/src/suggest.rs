@@ -3,8 +3,8 @@
 
 use kb_dataset::Templates;
 
-use crate::analysis::ErrorAnalysis;
 use crate::classify::{ACTUAL_NONE, ACTUAL_REFUSAL, ErrorKind, TOPIC_UNANSWERABLE};
+use crate::findings::ErrorAnalysis;
 
 /// Below this accuracy the adapter is undertrained as a whole; targeted samples will not help.
 const RETRAIN_BELOW: f64 = 0.5;
@@ -32,7 +32,7 @@ pub fn suggestions(a: &ErrorAnalysis, templates: &Templates) -> Vec<String> {
     }
 
     // Weakest topics first.
-    let mut weak: Vec<(&String, &crate::analysis::TopicErrors)> =
+    let mut weak: Vec<(&String, &crate::findings::TopicErrors)> =
         a.topic_errors.iter().filter(|(t, e)| e.errors > 0 && t.as_str() != TOPIC_UNANSWERABLE).collect();
     weak.sort_by(|x, y| x.1.accuracy.total_cmp(&y.1.accuracy).then_with(|| x.0.cmp(y.0)));
     for (topic, e) in weak {

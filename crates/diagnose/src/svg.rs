@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::analysis::ErrorAnalysis;
 use crate::classify::{ACTUAL_NONE, ACTUAL_REFUSAL, TOPIC_UNANSWERABLE};
+use crate::findings::ErrorAnalysis;
 
 const CELL: usize = 44;
 const CHAR_W: usize = 8;

@@ -44,7 +44,7 @@ fn mixed_analysis(kb: &Kb, t: &Templates) -> ErrorAnalysis {
 }
 
 fn questions(samples: &[Sample]) -> HashSet<String> {
-    samples.iter().map(|s| normalize(s.question().unwrap())).collect()
+    samples.iter().map(|s| normalize(&s.question)).collect()
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn no_eval_question_ever_enters_the_output() {
         let out = build_fix(&a, &kb, &t, &train, &eval, &FixOptions { per_topic: 100, seed }).unwrap();
         assert!(out.samples.len() > train.len());
         let leaked: Vec<&str> =
-            out.samples.iter().filter_map(|s| s.question()).filter(|q| eval_qs.contains(&normalize(q))).collect();
+            out.samples.iter().map(|s| s.question.as_str()).filter(|q| eval_qs.contains(&normalize(q))).collect();
         assert!(leaked.is_empty(), "seed {seed}: eval questions in the output: {leaked:?}");
         let vpn_added = out.additions.iter().find(|x| x.topic == "vpn").unwrap();
         assert_eq!(vpn_added.added, vpn.augment.len() - 3);
@@ -81,7 +81,7 @@ fn an_eval_question_in_the_training_set_is_refused() {
     let e = build_fix(&a, &kb, &t, &train, &eval, &FixOptions::default()).unwrap_err();
     match &e {
         Error::EvalLeak { question, origin } => {
-            assert_eq!(Some(question.as_str()), eval[3].question());
+            assert_eq!(*question, eval[3].question);
             assert!(origin.contains(&format!("line {}", train.len())), "{origin}");
         }
         other => panic!("expected EvalLeak, got {other:?}"),
@@ -101,19 +101,19 @@ fn adds_contrastive_pairs_augments_and_refusals_with_correct_answers() {
     assert_eq!(new.len(), 8, "2 for each of vpn, mfa, leave and unanswerable");
 
     for s in new {
-        let q = s.question().unwrap();
+        let q = s.question.as_str();
         match &s.doc_id {
             Some(id) => {
                 let doc = t.doc(id).unwrap();
                 assert!(doc.augment.iter().any(|x| x == q), "{q} is not from {}'s augment pool", doc.topic);
-                assert_eq!(s.answer().unwrap(), answer_for(kb.get(id).unwrap()));
+                assert_eq!(s.answer, answer_for(kb.get(id).unwrap()));
                 // vpn and mfa were confused with each other; leave was only weak.
                 let want = if doc.topic == "leave" { STYLE_AUGMENT } else { STYLE_CONTRASTIVE };
                 assert_eq!(s.style, want, "{q}");
             }
             None => {
                 let u = t.unanswerable().augment.iter().find(|u| u.question == q).unwrap();
-                assert_eq!(s.answer().unwrap(), u.refusal);
+                assert_eq!(s.answer, u.refusal);
                 assert_eq!(s.style, STYLE_UNANSWERABLE);
             }
         }

@@ -139,15 +139,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+cli_support::args_test!(Args);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
 
     #[test]
     fn flags_parse() {

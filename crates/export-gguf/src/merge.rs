@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor};
 use qwen_lora::Config;
 use qwen_lora::adapter::{AdapterWeights, read_adapter};
 use qwen_lora::load::hf_to_gguf_name;
+use qwen_lora::lora::merge_weight;
 use qwen_lora::model::module_path;
 
 use crate::error::{Error, Result};
@@ -97,8 +98,8 @@ fn adapted_tensors(
 /// `W + scale·B·A` requantized to `to`, with the update's norm and the error the type adds.
 fn merge_one(q: &QTensor, a: &Tensor, b: &Tensor, scale: f64, to: GgmlDType) -> Result<(QTensor, f64, f64)> {
     let w = q.dequantize(&Device::Cpu)?; // (out, in) f32
-    let delta = (b.to_dtype(w.dtype())?.matmul(&a.to_dtype(w.dtype())?)? * scale)?; // (out, r)·(r, in)
-    let merged = (&w + &delta)?;
+    let m = merge_weight(&w, a, b, scale)?; // the same bits as the model's own merge
+    let (merged, delta) = (m.weight, m.delta);
     let stored = QTensor::quantize(&merged, to)?;
     let norm = |t: &Tensor| -> Result<f64> { Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64) };
     let error = norm(&(stored.dequantize(&Device::Cpu)? - &merged)?)?;

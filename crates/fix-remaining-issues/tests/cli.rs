@@ -33,10 +33,10 @@ fn setup(dir: &Path) -> Vec<Sample> {
     let answers: Vec<EvalAnswer> = eval
         .iter()
         .map(|s| EvalAnswer {
-            question: s.question().unwrap().into(),
-            expected: s.answer().unwrap().into(),
+            question: s.question.clone(),
+            expected: s.answer.clone(),
             doc_id: s.doc_id.clone(),
-            raw: if s.doc_id.as_deref() == t.doc_id_of("vpn") { mfa.clone() } else { s.answer().unwrap().into() },
+            raw: if s.doc_id.as_deref() == t.doc_id_of("vpn") { mfa.clone() } else { s.answer.clone() },
         })
         .collect();
     let a = analyze(&answers, &kb, &t, &DiagnoseOptions::default()).unwrap();
@@ -74,7 +74,7 @@ fn writes_contrastive_samples_and_no_eval_question() {
     let train = read_jsonl(dir.path().join("train.jsonl")).unwrap();
     assert_eq!(out.len(), train.len() + 4);
     for e in &eval {
-        assert!(out.iter().all(|s| s.question() != e.question()), "{:?} leaked", e.question());
+        assert!(out.iter().all(|s| s.question != e.question), "{:?} leaked", e.question);
     }
 }
 
@@ -85,7 +85,7 @@ fn refuses_to_write_when_training_holds_an_eval_question() {
     let mut train = read_jsonl(dir.path().join("train.jsonl")).unwrap();
     train.push(eval[0].clone());
     write_jsonl(dir.path().join("train.jsonl"), &train).unwrap();
-    cmd(dir.path()).assert().failure().stderr(contains("refusing to write").and(contains(eval[0].question().unwrap())));
+    cmd(dir.path()).assert().failure().stderr(contains("refusing to write").and(contains(eval[0].question.as_str())));
     assert!(!dir.path().join("final.jsonl").exists());
 }
 

@@ -6,25 +6,20 @@
 //! cargo run -p gen-eval-set -- --train data/train_qwen_v1.jsonl --out data/eval_qwen_v1.jsonl
 //! ```
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use kb_dataset::{Kb, OverlapReport, Templates, build_eval_set, read_jsonl, write_jsonl};
+use cli_support::KbArgs;
+use kb_dataset::{OverlapReport, build_eval_set, read_jsonl, write_jsonl};
 
 /// Write the evaluation set (ChatML JSON lines) and report its overlap with the training set.
 #[derive(Debug, Parser)]
 #[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
-    /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
-    #[arg(long, default_value = "data/kb.jsonl")]
-    kb: PathBuf,
-
-    /// Question templates (TOML; the format is described at the top of the shipped file).
-    #[arg(long, default_value = "data/questions.toml")]
-    questions: PathBuf,
+    #[command(flatten)]
+    kb: KbArgs,
 
     /// Training set to check for overlap (JSON lines written by gen-train-set).
     #[arg(long, default_value = "data/train_qwen_v1.jsonl")]
@@ -36,10 +31,10 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let inputs = [("--kb", args.kb.as_path()), ("--questions", &args.questions), ("--train", &args.train)];
+    let mut inputs = args.kb.input_paths();
+    inputs.push(("--train", &args.train));
     kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
-    let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
-    let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
+    let (kb, templates) = args.kb.load()?;
     let train = read_jsonl(&args.train).context("reading the training set (--train)")?;
     let eval = build_eval_set(&kb, &templates).context("building the eval set")?;
     let report = OverlapReport::analyze(&eval, &train);
@@ -64,31 +59,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_support::main(|| run(&Args::parse()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-}
+cli_support::args_test!(Args);

@@ -5,25 +5,20 @@
 //! cargo run -p gen-train-set -- --total 300 --unanswerable-ratio 0.25 --seed 42
 //! ```
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use kb_dataset::{Kb, Templates, TrainRequest, build_train_set, write_jsonl};
+use cli_support::KbArgs;
+use kb_dataset::{TrainRequest, build_train_set, write_jsonl};
 
 /// Write the LoRA training set (ChatML JSON lines) from the KB and question templates.
 #[derive(Debug, Parser)]
 #[command(version, about, help_expected = true, allow_negative_numbers = true)]
 struct Args {
-    /// Knowledge base: JSON lines with `doc_id`, `text`, `text_hash`.
-    #[arg(long, default_value = "data/kb.jsonl")]
-    kb: PathBuf,
-
-    /// Question templates (TOML; the format is described at the top of the shipped file).
-    #[arg(long, default_value = "data/questions.toml")]
-    questions: PathBuf,
+    #[command(flatten)]
+    kb: KbArgs,
 
     /// Output file (JSON lines); written atomically, and not at all on error.
     #[arg(long, default_value = "data/train_qwen_v1.jsonl")]
@@ -43,9 +38,8 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    kb_dataset::check_outputs(&[("--out", &args.out)], &[("--kb", &args.kb), ("--questions", &args.questions)])?;
-    let kb = Kb::load(&args.kb).context("loading the knowledge base (--kb)")?;
-    let templates = Templates::load(&args.questions, &kb).context("loading the question templates (--questions)")?;
+    kb_dataset::check_outputs(&[("--out", &args.out)], &args.kb.input_paths())?;
+    let (kb, templates) = args.kb.load()?;
     let request = TrainRequest { total: args.total, unanswerable_ratio: args.unanswerable_ratio, seed: args.seed };
     let set = build_train_set(&kb, &templates, &request).context("sampling the training set")?;
     write_jsonl(&args.out, &set.samples)
@@ -57,31 +51,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_support::main(|| run(&Args::parse()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-}
+cli_support::args_test!(Args);

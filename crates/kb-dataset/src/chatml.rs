@@ -34,7 +34,7 @@ pub fn prompt(question: &str) -> String {
 }
 
 /// Splits a [`chatml`] text back into `(question, answer)`; `None` when the markers are missing.
-pub fn split_chatml(text: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_chatml(text: &str) -> Option<(&str, &str)> {
     let rest = text.strip_prefix(USER_START)?;
     let rest = rest.strip_suffix(END)?;
     rest.split_once(TURN_SEP)

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use crate::plan::{Plan, TrainRequest};
 use crate::sample::{STYLE_UNANSWERABLE, Sample};
-use crate::sampling::{Plan, TrainRequest};
 use crate::templates::Templates;
 
 /// A planned and an achieved count.

@@ -42,7 +42,7 @@ mod tests {
         let templates = Templates::load(&q, &kb).unwrap();
         let eval = build_eval_set(&kb, &templates).unwrap();
         assert_eq!(eval.len(), 1);
-        assert_eq!(eval[0].question(), Some("e"));
+        assert_eq!(eval[0].question, "e");
 
         let other = Kb::from_entries("other.jsonl", vec![KbEntry::from_text("乙")]);
         let e = build_eval_set(&other, &templates).unwrap_err().to_string();

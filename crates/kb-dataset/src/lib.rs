@@ -3,15 +3,17 @@
 //! - [`Kb`] / [`KbEntry`]: `data/kb.jsonl`, ids derived from the text ([`doc_id_for`], [`text_hash`]).
 //! - [`Templates`]: `data/questions.toml`, per-doc topic and question pools (train by style, eval,
 //!   augment) and unanswerable questions with refusals; disjoint pools are enforced.
-//! - [`chatml()`], [`prompt`], [`split_chatml`], [`answer_for`], [`is_refusal`]: the exact text the
-//!   Python reference pipeline used, so data files stay interchangeable.
-//! - [`Sample`], [`read_jsonl`], [`write_jsonl`]: data-set lines `{"text", "doc_id", "style"}`.
+//! - [`chatml()`], [`prompt`], [`answer_for`], [`is_refusal`]: the exact text the Python reference
+//!   pipeline used, so data files stay interchangeable. ChatML is written here and parsed only here.
+//! - [`Sample`], [`read_jsonl`], [`write_jsonl`]: one typed sample (question, answer, doc_id, style)
+//!   from the KB to the loss, stored as data-set lines `{"text": <ChatML>, "doc_id", "style"}`.
 //! - [`build_train_set`] (with its [`Distribution`] report), [`build_eval_set`] and
 //!   [`OverlapReport`]: what `gen-train-set` and `gen-eval-set` run.
 //!
 //! - [`write_atomic`], [`AtomicFile`], [`AtomicDir`], [`check_outputs`]: the workspace's one
 //!   atomic writer, which never replaces a device, FIFO or directory, writes through symlinks,
 //!   respects the umask, cleans up after interrupted runs and refuses to write over an input.
+//! - [`progress_bar`]: the workspace's one progress bar (stderr, hidden off a terminal).
 //!
 //! Every error ([`Error`]) names the file and line or entry; every write is atomic.
 
@@ -24,12 +26,14 @@ mod kb;
 mod language;
 mod output;
 mod overlap;
+mod plan;
+mod progress;
 mod sample;
 mod sampling;
 mod templates;
 mod templates_toml;
 
-pub use chatml::{ANSWER_PREFIX, REFUSAL_PREFIX, answer_for, chatml, is_refusal, prompt, split_chatml};
+pub use chatml::{ANSWER_PREFIX, REFUSAL_PREFIX, answer_for, chatml, is_refusal, prompt};
 pub use distribution::{Count, Distribution, DocCount, StyleCount};
 pub use error::{Error, Result};
 pub use eval_set::build_eval_set;
@@ -39,7 +43,9 @@ pub use output::{
     AtomicDir, AtomicFile, check_outputs, remove_temps_of_this_process, resolve_output, same_file, write_atomic,
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
+pub use plan::TrainRequest;
+pub use progress::progress_bar;
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
-pub use sampling::{TrainRequest, TrainSet, build_train_set};
+pub use sampling::{TrainSet, build_train_set};
 pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};
 pub use templates_toml::render_templates;

@@ -41,9 +41,8 @@ impl OverlapReport {
     pub fn analyze(eval: &[Sample], train: &[Sample]) -> OverlapReport {
         let mut train_qs: Vec<(&str, Option<&str>)> = Vec::new();
         for s in train {
-            if let Some(q) = s.question()
-                && !train_qs.iter().any(|(t, _)| *t == q)
-            {
+            let q = s.question.as_str();
+            if !train_qs.iter().any(|(t, _)| *t == q) {
                 train_qs.push((q, s.doc_id.as_deref()));
             }
         }
@@ -51,7 +50,7 @@ impl OverlapReport {
         let mut near = Vec::new();
         let mut eval_questions = 0;
         for s in eval {
-            let Some(q) = s.question() else { continue };
+            let q = s.question.as_str();
             eval_questions += 1;
             if let Some((_, doc)) = train_qs.iter().find(|(t, _)| *t == q) {
                 exact.push(ExactOverlap {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chatml::{chatml, split_chatml};
+use crate::chatml::{chatml, prompt, split_chatml};
 use crate::error::{Error, Result};
 use crate::io::{read_lines, to_python_json};
 use crate::output::write_atomic;
@@ -14,11 +14,19 @@ pub const STYLE_UNANSWERABLE: &str = "unanswerable";
 /// Style of answerable eval samples.
 pub const STYLE_EVAL: &str = "eval";
 
-/// One line of a training or eval set. `doc_id` is `None` for unanswerable questions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One training or eval sample, from the KB to the loss. `doc_id` is `None` for unanswerable
+/// questions.
+///
+/// On disk it is one JSON line `{"text": <ChatML>, "doc_id": …, "style": …}` (the reference
+/// pipeline's layout, see [`Sample::text`]); [`read_jsonl`] and [`write_jsonl`] convert, so no
+/// other code writes or parses ChatML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "Line")]
 pub struct Sample {
-    /// The reference pipeline's ChatML text (see [`crate::chatml()`]).
-    pub text: String,
+    /// The user turn.
+    pub question: String,
+    /// The assistant turn the model must learn (without the closing `<|im_end|>`).
+    pub answer: String,
     pub doc_id: Option<String>,
     /// Question style (`short`, `full`, `formal`, `mixed`, `eval`, `unanswerable`, ...).
     pub style: String,
@@ -27,18 +35,23 @@ pub struct Sample {
 impl Sample {
     /// Builds a sample from a question and its reply.
     pub fn new(question: &str, answer: &str, doc_id: Option<&str>, style: &str) -> Sample {
-        Sample { text: chatml(question, answer), doc_id: doc_id.map(str::to_string), style: style.to_string() }
+        Sample {
+            question: question.to_string(),
+            answer: answer.to_string(),
+            doc_id: doc_id.map(str::to_string),
+            style: style.to_string(),
+        }
     }
 
-    /// The user turn; `None` only if `text` was built by hand without the ChatML markers
-    /// ([`read_jsonl`] rejects such lines).
-    pub fn question(&self) -> Option<&str> {
-        split_chatml(&self.text).map(|(q, _)| q)
+    /// The whole sample as ChatML: [`Sample::prompt`] followed by the answer and `<|im_end|>`.
+    pub fn text(&self) -> String {
+        chatml(&self.question, &self.answer)
     }
 
-    /// The assistant turn; `None` as for [`Sample::question`].
-    pub fn answer(&self) -> Option<&str> {
-        split_chatml(&self.text).map(|(_, a)| a)
+    /// The generation prompt: ChatML up to where the assistant's reply starts; a prefix of
+    /// [`Sample::text`].
+    pub fn prompt(&self) -> String {
+        prompt(&self.question)
     }
 
     /// Whether the sample is about no KB entry.
@@ -47,7 +60,39 @@ impl Sample {
     }
 }
 
-/// A line as written by us or by the reference pipeline (which may omit `doc_id`/`style`).
+/// A data-set line as written; field order is the file's.
+#[derive(Serialize)]
+struct Line {
+    text: String,
+    doc_id: Option<String>,
+    style: Option<String>,
+}
+
+impl From<Sample> for Line {
+    fn from(s: Sample) -> Line {
+        Line { text: s.text(), doc_id: s.doc_id, style: Some(s.style) }
+    }
+}
+
+impl TryFrom<Line> for Sample {
+    type Error = String;
+
+    fn try_from(line: Line) -> std::result::Result<Sample, String> {
+        let (question, answer) = split_chatml(&line.text).ok_or_else(|| {
+            "not a ChatML pair; expected \
+             `<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n…<|im_end|>`"
+                .to_string()
+        })?;
+        Ok(Sample {
+            question: question.to_string(),
+            answer: answer.to_string(),
+            doc_id: line.doc_id,
+            style: line.style.unwrap_or_default(),
+        })
+    }
+}
+
+/// A line as read, written by us or by the reference pipeline (which may omit `doc_id`/`style`).
 #[derive(Deserialize)]
 struct RawSample {
     text: Option<String>,
@@ -68,17 +113,9 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Sample>> {
             message: e.to_string(),
         })?;
         let text = raw.text.ok_or_else(|| Error::MissingField { path: path.to_path_buf(), line, field: "text" })?;
-        if split_chatml(&text).is_none() {
-            return Err(Error::InvalidField {
-                path: path.to_path_buf(),
-                line,
-                field: "text",
-                message: "not a ChatML pair; expected \
-                          `<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n…<|im_end|>`"
-                    .into(),
-            });
-        }
-        samples.push(Sample { text, doc_id: raw.doc_id, style: raw.style.unwrap_or_default() });
+        let sample = Sample::try_from(Line { text, doc_id: raw.doc_id, style: raw.style })
+            .map_err(|message| Error::InvalidField { path: path.to_path_buf(), line, field: "text", message })?;
+        samples.push(sample);
     }
     Ok(samples)
 }
@@ -163,8 +200,10 @@ mod tests {
         assert!(text.contains("\"doc_id\": null"));
         let back = read_jsonl(&p).unwrap();
         assert_eq!(back, samples);
-        assert_eq!(back[0].question(), Some("VPN 怎麼連"));
-        assert_eq!(back[1].answer(), Some("抱歉,請洽 HR。"));
+        assert_eq!(back[0].question, "VPN 怎麼連");
+        assert_eq!(back[1].answer, "抱歉,請洽 HR。");
+        assert_eq!(back[0].text(), chatml("VPN 怎麼連", "依據公司規範:x"));
+        assert!(back[0].text().starts_with(&back[0].prompt()));
         assert!(back[1].is_unanswerable() && !back[0].is_unanswerable());
     }
 

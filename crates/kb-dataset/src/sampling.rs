@@ -7,109 +7,17 @@ use rand::seq::SliceRandom;
 
 use crate::chatml::answer_for;
 use crate::distribution::Distribution;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kb::Kb;
+use crate::plan::{TrainRequest, plan};
 use crate::sample::{STYLE_UNANSWERABLE, Sample};
 use crate::templates::{DocTemplates, Templates};
-
-/// What `gen-train-set` asks for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrainRequest {
-    /// Number of samples to write.
-    pub total: usize,
-    /// Share of unanswerable samples, in `[0, 1]`; the count is `round(total * ratio)`.
-    pub unanswerable_ratio: f64,
-    /// Seed of the `StdRng` that picks and shuffles.
-    pub seed: u64,
-}
-
-impl Default for TrainRequest {
-    fn default() -> Self {
-        TrainRequest { total: 300, unanswerable_ratio: 0.25, seed: 42 }
-    }
-}
 
 /// The sampled set and how it is spread.
 #[derive(Debug, Clone)]
 pub struct TrainSet {
     pub samples: Vec<Sample>,
     pub distribution: Distribution,
-}
-
-/// How many samples each part of the set gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub answerable: usize,
-    pub unanswerable: usize,
-    /// Per doc, in `Templates::docs()` order.
-    pub per_doc: Vec<usize>,
-}
-
-/// Splits `total` into unanswerable and answerable counts and spreads the answerable ones over
-/// the docs as evenly as possible (the remainder goes to the docs with the most questions, so
-/// the largest feasible total is reachable). Errors say what can be met instead.
-pub(crate) fn plan(templates: &Templates, req: &TrainRequest) -> Result<Plan> {
-    let ratio = req.unanswerable_ratio;
-    if !ratio.is_finite() || !(0.0..=1.0).contains(&ratio) {
-        return Err(Error::Sampling(format!("--unanswerable-ratio {ratio} must be between 0 and 1 (e.g. 0.25)")));
-    }
-    if req.total == 0 {
-        return Err(Error::Sampling("--total must be at least 1".into()));
-    }
-    let docs = templates.docs();
-    let unanswerable = split_unanswerable(req.total, ratio);
-    let answerable = req.total - unanswerable;
-    let per_doc = spread(answerable, docs);
-
-    let max_answerable = max_balanced(docs);
-    let max_unanswerable = templates.unanswerable().train.len();
-    let fits = per_doc.iter().zip(docs).all(|(&n, d)| n <= d.train.len());
-    if fits && unanswerable <= max_unanswerable {
-        return Ok(Plan { answerable, unanswerable, per_doc });
-    }
-    let smallest = docs
-        .iter()
-        .min_by_key(|d| d.train.len())
-        .map_or(String::new(), |d| format!(", smallest: {} with {}", d.topic, d.train.len()));
-    let largest_total = (0..=req.total.min(max_answerable + max_unanswerable))
-        .rev()
-        .find(|&t| {
-            let u = split_unanswerable(t, ratio);
-            t - u <= max_answerable && u <= max_unanswerable
-        })
-        .unwrap_or(0);
-    Err(Error::Sampling(format!(
-        "--total {} at --unanswerable-ratio {ratio} needs {answerable} answerable and {unanswerable} \
-         unanswerable samples, but {} allows at most {max_answerable} answerable (balanced over {} docs{smallest} \
-         training questions) and {max_unanswerable} unanswerable; the largest --total that can be met at this \
-         ratio is {largest_total}, or add questions to the templates",
-        req.total,
-        templates.path().display(),
-        docs.len(),
-    )))
-}
-
-fn split_unanswerable(total: usize, ratio: f64) -> usize {
-    ((total as f64 * ratio).round() as usize).min(total)
-}
-
-/// Per-doc counts differing by at most one; the extra ones go to the docs with the largest
-/// pools (ties: earlier doc first).
-fn spread(answerable: usize, docs: &[DocTemplates]) -> Vec<usize> {
-    let n = docs.len();
-    let mut counts = vec![answerable / n; n];
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(docs[i].train.len()));
-    for &i in order.iter().take(answerable % n) {
-        counts[i] += 1;
-    }
-    counts
-}
-
-/// The most answerable samples [`spread`] can place without repeating a question.
-fn max_balanced(docs: &[DocTemplates]) -> usize {
-    let min = docs.iter().map(|d| d.train.len()).min().unwrap_or(0);
-    docs.len() * min + docs.iter().filter(|d| d.train.len() > min).count()
 }
 
 /// Picks `count` training questions of one doc, cycling through its styles so they stay
@@ -177,6 +85,7 @@ pub fn build_train_set(kb: &Kb, templates: &Templates, req: &TrainRequest) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{max_balanced, spread};
     use crate::templates::StyledQuestion;
 
     fn doc(n: usize, styles: &[&str]) -> DocTemplates {

@@ -21,13 +21,13 @@ fn eval_set_is_grouped_by_doc_with_unanswerable_last() {
         for s in &eval[i * 5..i * 5 + 5] {
             assert_eq!(s.doc_id.as_deref(), Some(entry.doc_id.as_str()));
             assert_eq!(s.style, STYLE_EVAL);
-            assert_eq!(s.answer().unwrap(), answer_for(entry));
+            assert_eq!(s.answer, answer_for(entry));
         }
     }
     for s in &eval[75..] {
         assert!(s.doc_id.is_none());
         assert_eq!(s.style, STYLE_UNANSWERABLE);
-        assert!(s.answer().unwrap().starts_with("抱歉"));
+        assert!(s.answer.starts_with("抱歉"));
     }
 }
 
@@ -41,7 +41,7 @@ fn shipped_eval_has_no_exact_overlap_and_few_near_duplicates() {
     assert!(!report.too_many_near(), "{report}");
     // Against the whole training pool, not just the 300 drawn, there is no exact overlap either.
     let pool: HashSet<&str> = t.docs().iter().flat_map(|d| d.train.iter().map(|q| q.question.as_str())).collect();
-    assert!(eval.iter().all(|s| !pool.contains(s.question().unwrap())));
+    assert!(eval.iter().all(|s| !pool.contains(s.question.as_str())));
 }
 
 #[test]

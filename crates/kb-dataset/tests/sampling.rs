@@ -21,7 +21,7 @@ fn default_request_on_shipped_data() {
     let refusals: HashMap<&str, &str> =
         t.unanswerable().train.iter().map(|u| (u.question.as_str(), u.refusal.as_str())).collect();
     for x in s {
-        let (q, a) = (x.question().unwrap(), x.answer().unwrap());
+        let (q, a) = (x.question.as_str(), x.answer.as_str());
         match &x.doc_id {
             Some(id) => {
                 assert_eq!(a, answer_for(kb.get(id).unwrap()));
@@ -36,7 +36,7 @@ fn default_request_on_shipped_data() {
         }
     }
     // No question twice.
-    let qs: HashSet<&str> = s.iter().map(|x| x.question().unwrap()).collect();
+    let qs: HashSet<&str> = s.iter().map(|x| x.question.as_str()).collect();
     assert_eq!(qs.len(), s.len());
 
     // Balanced across docs (15 each) and styles (within one of each other).

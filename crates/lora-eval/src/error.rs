@@ -8,12 +8,6 @@ pub enum Error {
     #[error("the eval set is empty; nothing to evaluate (check --eval and --limit)")]
     NoSamples,
 
-    #[error(
-        "eval sample {index} (doc_id {doc_id}) is not a ChatML question/answer pair; regenerate \
-         the eval set with gen-eval-set"
-    )]
-    NotChatMl { index: usize, doc_id: String },
-
     #[error("batch size must be at least 1")]
     BatchSize,
 
@@ -36,7 +30,7 @@ pub enum Error {
 
     #[error(
         "{path} has no answer to `{question}`: that report answered another eval set (or fewer of its \
-         questions); run test-qwen-lora on this eval set once without --answers-from"
+         questions, with --limit); run test-qwen-lora on this eval set once without --limit or --answers-from"
     )]
     MissingAnswer { path: PathBuf, question: String },
 }

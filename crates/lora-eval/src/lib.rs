@@ -7,6 +7,8 @@
 //!   [`PostProcessor`](postprocess::PostProcessor) → [`Report`] of per-question [`Detail`]s and a
 //!   [`Summary`]. Similarity is difflib's ratio (via `seqmatch`) of expected vs answer, raw
 //!   (as generated) and final (after post-processing).
+//! - [`RawAnswers`]: the raw answers to score, generated now or taken from an earlier report
+//!   (matched by question); [`evaluate_answers`] scores them as [`evaluate`] does.
 //! - [`summarize`]: the [`Summary`] of a list of details (averages, [`Buckets`], sources,
 //!   refusal accuracy, per-doc accuracy, goal check). A model whose raw answers are mostly empty
 //!   or one repeated character ([`is_degenerate`]) fails the goal whatever post-processing made
@@ -17,6 +19,8 @@
 //! Scores are 0..=1 in memory and percentages (0..=100) in the JSON and the printed report, like
 //! the Python reference.
 
+mod answers;
+mod detail;
 mod error;
 mod health;
 mod percent;
@@ -25,10 +29,12 @@ mod report;
 mod runner;
 mod summary;
 
+pub use answers::{RawAnswers, evaluate_answers};
+pub use detail::{Detail, PASS_THRESHOLD, is_correct};
 pub use error::{Error, Result};
 pub use health::{is_broken, is_degenerate};
 pub use postprocess::Source;
 pub use print::{PrintOptions, compare_table, print_report};
-pub use report::{Detail, Report, read_report, write_report};
+pub use report::{Report, read_report, write_report};
 pub use runner::{EvalOptions, evaluate};
-pub use summary::{Buckets, DocStats, PASS_THRESHOLD, SourceStats, Summary, summarize};
+pub use summary::{Buckets, DocStats, SourceStats, Summary, summarize};

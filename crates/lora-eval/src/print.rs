@@ -5,8 +5,9 @@ use std::io::{self, Write};
 
 use postprocess::Source;
 
-use crate::report::{Detail, Report};
-use crate::summary::{Buckets, PASS_THRESHOLD};
+use crate::detail::{Detail, PASS_THRESHOLD};
+use crate::report::Report;
+use crate::summary::Buckets;
 
 /// What to include in the printed report.
 #[derive(Debug, Clone, PartialEq, Eq)]

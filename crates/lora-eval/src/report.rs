@@ -4,36 +4,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use kb_dataset::Sample;
-use postprocess::{RawKind, Settings, Source};
+use postprocess::Settings;
 use serde::{Deserialize, Serialize};
 
+use crate::detail::Detail;
 use crate::error::{Error, Result};
 use crate::summary::Summary;
-
-/// One evaluated question.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Detail {
-    pub question: String,
-    /// The eval set's answer.
-    pub expected: String,
-    /// The model's answer as generated.
-    pub raw: String,
-    /// The final answer after post-processing (equal to `raw` without it).
-    pub model: String,
-    /// difflib ratio of `expected` vs `model` (0..=1; a percentage in JSON).
-    #[serde(with = "crate::percent")]
-    pub similarity: f64,
-    /// difflib ratio of `expected` vs `raw` (0..=1; a percentage in JSON).
-    #[serde(with = "crate::percent")]
-    pub similarity_raw: f64,
-    pub source: Source,
-    pub source_detail: String,
-    /// The KB doc the question is about; `None` for unanswerable questions.
-    pub doc_id: Option<String>,
-    /// What the raw answer was (`None` without post-processing, or in older reports).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_kind: Option<RawKind>,
-}
 
 /// What `test-qwen-lora` writes: `{"summary": ..., "details": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,12 +29,8 @@ impl Report {
         let raw: HashMap<&str, &str> = self.details.iter().map(|d| (d.question.as_str(), d.raw.as_str())).collect();
         samples
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let q = s.question().ok_or_else(|| Error::NotChatMl {
-                    index: i + 1,
-                    doc_id: s.doc_id.clone().unwrap_or_else(|| "none".into()),
-                })?;
+            .map(|s| {
+                let q = s.question.as_str();
                 raw.get(q)
                     .map(|a| a.to_string())
                     .ok_or_else(|| Error::MissingAnswer { path: path.to_path_buf(), question: q.to_string() })

@@ -6,8 +6,9 @@ use std::time::Instant;
 use kb_dataset::Sample;
 use postprocess::{PostProcessor, Source};
 
+use crate::detail::Detail;
 use crate::error::{Error, Result};
-use crate::report::{Detail, Report};
+use crate::report::Report;
 use crate::summary::summarize;
 
 /// How to run an evaluation.
@@ -47,15 +48,7 @@ where
     if options.batch_size == 0 {
         return Err(Error::BatchSize);
     }
-    let pairs = samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match (s.question(), s.answer()) {
-            (Some(q), Some(a)) => Ok((q.to_string(), a.to_string())),
-            _ => Err(Error::NotChatMl { index: i + 1, doc_id: s.doc_id.clone().unwrap_or_else(|| "none".into()) }),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let questions: Vec<String> = pairs.iter().map(|(q, _)| q.clone()).collect();
+    let questions: Vec<String> = samples.iter().map(|s| s.question.clone()).collect();
 
     let started = Instant::now();
     let mut answers = Vec::with_capacity(questions.len());
@@ -73,11 +66,10 @@ where
     }
     let generation_seconds = started.elapsed().as_secs_f64();
 
-    let details = pairs
-        .into_iter()
+    let details = samples
+        .iter()
         .zip(answers)
-        .zip(samples)
-        .map(|(((question, expected), raw), sample)| score(question, expected, raw, sample.doc_id.clone(), post))
+        .map(|(s, raw)| score(s.question.clone(), s.answer.clone(), raw, s.doc_id.clone(), post))
         .collect::<Vec<_>>();
     let mut summary = summarize(&details);
     summary.generation_seconds = generation_seconds;

@@ -6,11 +6,7 @@ use kb_dataset::is_refusal;
 use postprocess::Source;
 use serde::{Deserialize, Serialize};
 
-use crate::report::Detail;
-
-/// An answer with at least this similarity counts as correct, and the goal is an average at or
-/// above it (85%, the reference's target).
-pub const PASS_THRESHOLD: f64 = 0.85;
+use crate::detail::{Detail, PASS_THRESHOLD};
 
 /// How many answers fall in each similarity band (on the 0–100 scale: ≥85, 70–84, 50–69, <50).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +52,7 @@ pub struct SourceStats {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DocStats {
     pub total: usize,
-    /// Final answers with similarity ≥ [`PASS_THRESHOLD`].
+    /// Final answers that are correct ([`Detail::is_correct`]).
     pub correct: usize,
     /// `correct / total`.
     #[serde(with = "crate::percent")]
@@ -202,7 +198,7 @@ pub fn summarize(details: &[Detail]) -> Summary {
     let per_doc = per_doc
         .into_iter()
         .map(|(doc, ds)| {
-            let correct = ds.iter().filter(|d| d.similarity >= PASS_THRESHOLD).count();
+            let correct = ds.iter().filter(|d| d.is_correct()).count();
             let stats = DocStats {
                 total: ds.len(),
                 correct,

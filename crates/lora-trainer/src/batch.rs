@@ -3,6 +3,7 @@
 //! token carries loss, so the vocabulary projection runs only there.
 
 use candle_core::{Device, Tensor};
+use qwen_lora::SplitMix64;
 
 use crate::data::Example;
 use crate::error::Result;
@@ -80,26 +81,6 @@ pub fn length_grouped_batches(examples: &[Example], micro_batch: usize) -> Vec<V
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| (examples[i].ids.len(), i));
     order.chunks(micro_batch.max(1)).map(<[usize]>::to_vec).collect()
-}
-
-/// SplitMix64: tiny, well-mixed and ours, so batch orders and dropout seeds never change with a
-/// dependency's version (a resumed run must replay them exactly).
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..n (n > 0); the modulo bias is negligible for data-set sizes.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
 }
 
 /// The shuffle seed of one epoch, derived from the run seed.

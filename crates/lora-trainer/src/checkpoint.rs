@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::fsutil::{write_dir_atomic, write_file_atomic};
+use crate::fsutil::write_dir_atomic;
 use crate::metrics::MetricRecord;
 use crate::optim::AdamW;
 
@@ -60,7 +60,7 @@ pub fn save(
         write_adapter(tmp)?;
         optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
         let json = serde_json::to_string_pretty(state).expect("trainer state serializes");
-        write_file_atomic(&tmp.join(STATE_FILE), json.as_bytes())
+        Ok(kb_dataset::write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?)
     })?;
     for (_, old) in list(output_dir)? {
         if old != dir {

@@ -11,7 +11,6 @@ use qwen_lora::model::Qwen2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_file_atomic;
 
 /// Name of the resolved config written into the output directory.
 pub const RESOLVED_CONFIG_FILE: &str = "train_config.toml";
@@ -66,48 +65,6 @@ pub enum SchedulerKind {
     Constant,
 }
 
-/// The LoRA adapter's shape; names as in PEFT's `adapter_config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LoraSection {
-    /// Rank of the update matrices A (r × in) and B (out × r).
-    pub r: usize,
-    /// Scale numerator: the update is multiplied by lora_alpha / r (or / sqrt(r) with rsLoRA).
-    pub lora_alpha: f64,
-    /// Dropout on the adapter's input during training.
-    pub lora_dropout: f64,
-    /// Projections that get an adapter (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
-    pub target_modules: Vec<String>,
-    /// Scale by lora_alpha / sqrt(r) instead of lora_alpha / r.
-    pub use_rslora: bool,
-}
-
-impl Default for LoraSection {
-    fn default() -> Self {
-        let d = LoraConfig::default();
-        Self {
-            r: d.r,
-            lora_alpha: d.lora_alpha,
-            lora_dropout: d.lora_dropout,
-            target_modules: d.target_modules,
-            use_rslora: d.use_rslora,
-        }
-    }
-}
-
-impl LoraSection {
-    /// The model crate's view of the same settings.
-    pub fn to_lora_config(&self) -> LoraConfig {
-        LoraConfig {
-            r: self.r,
-            lora_alpha: self.lora_alpha,
-            lora_dropout: self.lora_dropout,
-            target_modules: self.target_modules.clone(),
-            use_rslora: self.use_rslora,
-        }
-    }
-}
-
 /// Every knob of a training run. Defaults are the reference recipe with LoRA on every linear
 /// layer (`data/train.toml`); `data/train-reference.toml` is the reference's own, q/k/v/o.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +108,7 @@ pub struct TrainConfig {
     /// Precision of the products with frozen weights: "auto", "f32" or "bf16".
     pub frozen_matmul: FrozenMatmul,
     /// The adapter.
-    pub lora: LoraSection,
+    pub lora: LoraConfig,
 }
 
 impl Default for TrainConfig {
@@ -175,7 +132,7 @@ impl Default for TrainConfig {
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
             frozen_matmul: FrozenMatmul::Auto,
-            lora: LoraSection::default(),
+            lora: LoraConfig::default(),
         }
     }
 }
@@ -229,21 +186,10 @@ impl TrainConfig {
         if !positive(self.adam_epsilon) {
             return Err(Error::invalid("adam_epsilon", "must be a positive number"));
         }
-        if self.lora.r == 0 {
-            return Err(Error::invalid("lora.r", "must be at least 1"));
+        if let Some((field, message)) = self.lora.problem() {
+            return Err(Error::invalid(format!("lora.{field}"), message));
         }
-        if !positive(self.lora.lora_alpha) {
-            return Err(Error::invalid("lora.lora_alpha", "must be a positive number"));
-        }
-        if !(0.0..1.0).contains(&self.lora.lora_dropout) {
-            return Err(Error::invalid("lora.lora_dropout", "must be in [0, 1)"));
-        }
-        if self.lora.target_modules.is_empty() {
-            return Err(Error::invalid("lora.target_modules", "must name at least one projection"));
-        }
-        // The model crate's own check of the names (known projections, each listed once); the
-        // fields above are checked first so their messages name the config's field.
-        self.lora.to_lora_config().validate().map_err(|e| Error::invalid("lora.target_modules", e.to_string()))
+        Ok(())
     }
 
     /// The config as TOML text.
@@ -258,7 +204,7 @@ impl TrainConfig {
             "# Resolved training config (defaults < --config file < flags) of the run in this directory.\n{}",
             self.to_toml()
         );
-        write_file_atomic(&dir.join(RESOLVED_CONFIG_FILE), text.as_bytes())
+        Ok(kb_dataset::write_atomic(&dir.join(RESOLVED_CONFIG_FILE), text.as_bytes())?)
     }
 }
 

@@ -1,17 +1,18 @@
-//! From ChatML sample texts to token ids with per-token loss flags.
+//! From typed samples to token ids with per-token loss flags.
 //!
-//! A sample's text is `<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>`.
-//! In [`LossMode::Answer`] only the answer tokens carry loss, closing `<|im_end|>` included, so the
-//! tuned model learns to stop by itself; in [`LossMode::Sequence`] every token does.
+//! A sample is tokenized as its ChatML text ([`Sample::text`]); its prompt ([`Sample::prompt`],
+//! the text up to where the assistant's answer starts) is tokenized too, and the tokens after
+//! the prompt's are the answer's. In [`LossMode::Answer`] only those carry loss, closing
+//! `<|im_end|>` included, so the tuned model learns to stop by itself; in [`LossMode::Sequence`]
+//! every token does.
 
+use kb_dataset::Sample;
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::config::LossMode;
 use crate::error::{Error, Result};
 
-/// Opens the assistant's turn; the answer starts right after it.
-pub const ASSISTANT_MARKER: &str = "<|im_start|>assistant\n";
 /// Closes a turn; the answer's closing one carries loss.
 pub const IM_END: &str = "<|im_end|>";
 /// Qwen's padding token; any id works since padding is masked, this one keeps dumps readable.
@@ -52,50 +53,51 @@ pub struct Prepared {
     pub dropped: usize,
 }
 
-/// Byte range of the answer in a ChatML text: from after the last assistant marker up to and
-/// including the `<|im_end|>` that closes it.
-pub fn answer_span(text: &str) -> std::result::Result<(usize, usize), String> {
-    let start = text.rfind(ASSISTANT_MARKER).ok_or_else(|| {
-        format!("no `{}` turn; the text must be ChatML with an assistant answer", ASSISTANT_MARKER.trim_end())
-    })? + ASSISTANT_MARKER.len();
-    let len = text[start..].find(IM_END).ok_or_else(|| format!("the assistant answer does not end with `{IM_END}`"))?;
-    Ok((start, start + len + IM_END.len()))
-}
-
 /// The padding id: `<|endoftext|>` if the tokenizer has it, else 0.
 pub fn pad_id(tokenizer: &Tokenizer) -> u32 {
     tokenizer.token_to_id(PAD_TOKEN).unwrap_or(0)
 }
 
-/// Tokenizes every text, flags loss tokens, truncates to `max_length` and warns once with counts.
+/// Tokenizes every sample, flags loss tokens, truncates to `max_length` and warns once with
+/// counts.
 pub fn tokenize_samples(
     tokenizer: &Tokenizer,
-    texts: &[String],
+    samples: &[Sample],
     max_length: usize,
     mode: LossMode,
 ) -> Result<Prepared> {
     let im_end = tokenizer
         .token_to_id(IM_END)
         .ok_or_else(|| Error::NoData(format!("the tokenizer has no `{IM_END}` token; use a Qwen2.5 chat tokenizer")))?;
-    let mut out = Prepared { examples: Vec::with_capacity(texts.len()), truncated: 0, dropped: 0 };
-    for (index, text) in texts.iter().enumerate() {
+    let mut out = Prepared { examples: Vec::with_capacity(samples.len()), truncated: 0, dropped: 0 };
+    for (index, sample) in samples.iter().enumerate() {
         let sample_err = |message: String| Error::Sample { number: index + 1, message };
-        let (start, end) = answer_span(text).map_err(sample_err)?;
-        let enc = tokenizer.encode(text.as_str(), false).map_err(|e| sample_err(format!("tokenizer failed: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
+        let encode = |text: String| {
+            tokenizer
+                .encode(text, false)
+                .map(|enc| enc.get_ids().to_vec())
+                .map_err(|e| sample_err(format!("tokenizer failed: {e}")))
+        };
+        let mut ids = encode(sample.text())?;
         let mut is_target: Vec<bool> = match mode {
             LossMode::Sequence => vec![true; ids.len()],
-            // A token belongs to the answer if its bytes overlap the answer span.
-            LossMode::Answer => enc.get_offsets().iter().map(|&(s, e)| e > start && s < end).collect(),
-        };
-        if mode == LossMode::Answer {
-            let last = ids.iter().zip(&is_target).rev().find(|(_, t)| **t).map(|(id, _)| *id);
-            if last != Some(im_end) {
-                return Err(sample_err(format!(
-                    "the answer's last token is not `{IM_END}`; the tokenizer must treat it as one special token"
-                )));
+            LossMode::Answer => {
+                let prompt = encode(sample.prompt())?;
+                if !ids.starts_with(&prompt) {
+                    return Err(sample_err(
+                        "the prompt's tokens are not a prefix of the sample's: a token spans the start of the \
+                         answer; remove the whitespace the answer starts with"
+                            .into(),
+                    ));
+                }
+                if ids.last() != Some(&im_end) {
+                    return Err(sample_err(format!(
+                        "the answer's last token is not `{IM_END}`; the tokenizer must treat it as one special token"
+                    )));
+                }
+                (0..ids.len()).map(|i| i >= prompt.len()).collect()
             }
-        }
+        };
         if ids.len() > max_length {
             out.truncated += 1;
             ids.truncate(max_length);
@@ -112,7 +114,7 @@ pub fn tokenize_samples(
         tracing::warn!(
             "{} of {} samples are longer than max_length = {max_length} tokens and were truncated ({} lost all loss tokens and are skipped); raise max_length to keep them whole",
             out.truncated,
-            texts.len(),
+            samples.len(),
             out.dropped
         );
     }
@@ -135,19 +137,6 @@ pub fn fingerprint(examples: &[Example]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn chatml(q: &str, a: &str) -> String {
-        format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>")
-    }
-
-    #[test]
-    fn answer_span_covers_answer_and_closing_tag() {
-        let t = chatml("Q?", "依據公司規範:A");
-        let (s, e) = answer_span(&t).unwrap();
-        assert_eq!(&t[s..e], "依據公司規範:A<|im_end|>");
-        assert!(answer_span("<|im_start|>user\nq<|im_end|>").unwrap_err().contains("assistant"));
-        assert!(answer_span("<|im_start|>assistant\nno end").unwrap_err().contains(IM_END));
-    }
 
     #[test]
     fn example_counts_targets_after_the_first_token() {

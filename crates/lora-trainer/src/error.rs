@@ -10,7 +10,7 @@ pub enum Error {
     ConfigFile { path: PathBuf, message: String },
 
     #[error("invalid training config: `{field}` {message}")]
-    InvalidConfig { field: &'static str, message: String },
+    InvalidConfig { field: String, message: String },
 
     // The OS error is the source, printed after the path in an error chain (`{:#}`).
     #[error("{path}")]
@@ -61,6 +61,14 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] qwen_lora::Error),
 
+    /// A step of building the model to train ([`crate::model::training_model`]) failed.
+    #[error("{what}")]
+    Build {
+        what: &'static str,
+        #[source]
+        source: qwen_lora::Error,
+    },
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
@@ -77,8 +85,8 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
-    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidConfig { field, message: message.into() }
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidConfig { field: field.into(), message: message.into() }
     }
 
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

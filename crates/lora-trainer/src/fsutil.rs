@@ -1,15 +1,10 @@
-//! Atomic file and directory writes through the workspace's one writer
-//! ([`kb_dataset::AtomicFile`], [`kb_dataset::AtomicDir`]): readers never see half a file, a failed
-//! or interrupted run leaves the previous version in place, and outputs get the umask's mode.
+//! Atomic directory writes through the workspace's one writer ([`kb_dataset::AtomicDir`]; files
+//! go through [`kb_dataset::write_atomic`]): readers never see half a directory, a failed or
+//! interrupted run leaves the previous version in place, and outputs get the umask's mode.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-
-/// Writes `contents` to a temp file beside `path`, syncs it, then renames it over `path`.
-pub fn write_file_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    Ok(kb_dataset::write_atomic(path, contents)?)
-}
 
 /// Fills a fresh temp directory beside `target` with `fill`, then moves it to `target`, replacing
 /// any previous directory there. If `fill` fails, the temp directory is removed and `target` is
@@ -32,8 +27,8 @@ mod tests {
     fn dir_is_replaced_whole_and_failures_leave_it_alone() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("final_model");
-        write_dir_atomic(&target, |d| write_file_atomic(&d.join("a"), b"1")).unwrap();
-        write_dir_atomic(&target, |d| write_file_atomic(&d.join("b"), b"2")).unwrap();
+        write_dir_atomic(&target, |d| Ok(kb_dataset::write_atomic(&d.join("a"), b"1")?)).unwrap();
+        write_dir_atomic(&target, |d| Ok(kb_dataset::write_atomic(&d.join("b"), b"2")?)).unwrap();
         assert!(!target.join("a").exists());
         assert_eq!(std::fs::read(target.join("b")).unwrap(), b"2");
         let failed = write_dir_atomic(&target, |_| Err(Error::NoData("boom".into())));

@@ -2,12 +2,15 @@
 //!
 //! - [`config::TrainConfig`]: every hyper-parameter with its default (the reference recipe on every linear layer),
 //!   loaded from TOML and saved as `train_config.toml` next to the adapter.
-//! - [`data`]: ChatML texts to token ids with per-token loss flags (answer-only or whole sequence).
+//! - [`data`]: [`kb_dataset::Sample`]s to token ids with per-token loss flags (answer-only or whole
+//!   sequence).
 //! - [`batch`]: length-grouped, dynamically padded micro-batches with the positions that carry loss.
 //! - [`optim`]: AdamW over the LoRA variables, gradient accumulation, global-norm clipping.
 //! - [`schedule`]: linear warmup then cosine (or linear) decay, per optimizer step.
 //! - [`checkpoint`]: `checkpoint-<step>/` (adapter, optimizer, trainer state) for exact resume.
 //! - [`metrics`]: `metrics.jsonl`, `loss.svg` and the run summary.
+//! - [`model::training_model`]: the model a run trains (base weights, fresh LoRA, frozen-matmul
+//!   precision).
 //! - [`trainer::train`]: the explicit training loop tying them together.
 
 pub mod batch;
@@ -18,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod loss;
 pub mod metrics;
+pub mod model;
 pub mod optim;
 pub mod progress;
 pub mod schedule;
@@ -26,4 +30,5 @@ pub mod trainer;
 pub use config::{FrozenMatmul, LossMode, SchedulerKind, TrainConfig};
 pub use error::{Error, Result};
 pub use metrics::{RunStatus, TrainSummary};
+pub use model::training_model;
 pub use trainer::{Resume, TrainOptions, check_output_dir, run_outputs, train};

@@ -1,18 +1,16 @@
 //! What a run reports: `metrics.jsonl` (one line per logging step and per evaluation), the loss
 //! curve `loss.svg`, peak memory and the final [`TrainSummary`].
 
-use std::fmt;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+pub use train_summary::{RunStatus, SUMMARY_FILE, TrainSummary, format_mib};
 
 use crate::error::Result;
-use crate::fsutil::write_file_atomic;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const LOSS_PLOT_FILE: &str = "loss.svg";
-pub const SUMMARY_FILE: &str = "summary.json";
 
 /// One line of `metrics.jsonl`. Train lines carry `loss`, eval lines `eval_loss` (as in
 /// transformers' `log_history`), so either is easy to filter with `jq`.
@@ -45,7 +43,7 @@ pub fn write_metrics(dir: &Path, records: &[MetricRecord]) -> Result<()> {
         text.push_str(&serde_json::to_string(r).expect("metric records serialize"));
         text.push('\n');
     }
-    write_file_atomic(&dir.join(METRICS_FILE), text.as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(METRICS_FILE), text.as_bytes())?)
 }
 
 /// Peak resident memory of this process (`VmHWM`), in bytes; `None` where /proc is unavailable.
@@ -58,70 +56,6 @@ fn parse_vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// `bytes` as MiB for log lines, `?` when unknown.
-pub fn format_mib(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "?".to_string(), |b| format!("{}MiB", b / (1024 * 1024)))
-}
-
-/// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Completed,
-    /// Stopped by Ctrl-C (or the stop flag); a checkpoint was written.
-    Interrupted,
-    /// Stopped at `TrainOptions::halt_after_step`; a checkpoint was written.
-    Halted,
-}
-
-/// The end-of-run report, also written as `summary.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSummary {
-    pub status: RunStatus,
-    pub global_steps: usize,
-    pub total_steps: usize,
-    /// Wall-clock seconds of this invocation (training, evaluation and saving).
-    pub wall_seconds: f64,
-    /// Seconds spent in training steps, over all invocations of the run.
-    pub train_seconds: f64,
-    /// Real (non-padding) tokens trained on, over all invocations.
-    pub train_tokens: u64,
-    pub tokens_per_sec: f64,
-    /// 1-based epoch with the lowest eval loss.
-    pub best_epoch: Option<usize>,
-    pub best_eval_loss: Option<f64>,
-    pub peak_memory_bytes: Option<u64>,
-    /// The best adapter (PEFT format), once an epoch has finished.
-    pub final_model: Option<PathBuf>,
-    /// The latest checkpoint.
-    pub checkpoint: Option<PathBuf>,
-    /// The products with frozen weights ran in bf16 (`frozen_matmul`; false in summaries written
-    /// before it existed).
-    #[serde(default)]
-    pub bf16_products: bool,
-}
-
-impl fmt::Display for TrainSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-        writeln!(f, "status: {:?}", self.status)?;
-        writeln!(f, "steps: {}/{}", self.global_steps, self.total_steps)?;
-        writeln!(f, "wall time: {:.1} s (training {:.1} s)", self.wall_seconds, self.train_seconds)?;
-        writeln!(f, "throughput: {:.1} tokens/s ({} tokens)", self.tokens_per_sec, self.train_tokens)?;
-        writeln!(f, "best epoch: {}", self.best_epoch.map_or("-".to_string(), |e| e.to_string()))?;
-        writeln!(f, "best eval loss: {}", opt(self.best_eval_loss))?;
-        writeln!(f, "peak memory: {}", format_mib(self.peak_memory_bytes))?;
-        writeln!(f, "frozen-weight products: {}", if self.bf16_products { "bf16, f32 sums" } else { "f32" })?;
-        if let Some(p) = &self.final_model {
-            writeln!(f, "final model: {}", p.display())?;
-        }
-        if let Some(p) = &self.checkpoint {
-            writeln!(f, "checkpoint: {}", p.display())?;
-        }
-        Ok(())
-    }
 }
 
 /// The loss curve as a standalone SVG: train loss as a line, eval loss as dots, over optimizer steps.
@@ -227,13 +161,13 @@ pub fn loss_svg(records: &[MetricRecord]) -> String {
 
 /// Writes `loss.svg` into `dir`.
 pub fn write_loss_svg(dir: &Path, records: &[MetricRecord]) -> Result<()> {
-    write_file_atomic(&dir.join(LOSS_PLOT_FILE), loss_svg(records).as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(LOSS_PLOT_FILE), loss_svg(records).as_bytes())?)
 }
 
 /// Writes `summary.json` into `dir`.
 pub fn write_summary(dir: &Path, summary: &TrainSummary) -> Result<()> {
     let text = serde_json::to_string_pretty(summary).expect("summary serializes");
-    write_file_atomic(&dir.join(SUMMARY_FILE), text.as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join(SUMMARY_FILE), text.as_bytes())?)
 }
 
 #[cfg(test)]

@@ -1,22 +1,17 @@
-//! Live reporting: the progress bar (hidden when stderr is not a terminal) and the window of
-//! micro-steps that one metrics line averages over.
+//! Live reporting: the progress bar over optimizer steps (the workspace's one bar,
+//! [`kb_dataset::progress_bar`]) and the window of micro-steps that one metrics line averages over.
 
-use std::io::IsTerminal;
-
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::metrics::{MetricRecord, format_mib, peak_memory_bytes};
 
-/// A bar over optimizer steps showing step, loss, lr, tokens/s and ETA.
+/// A bar over optimizer steps, starting at `position`, for step, loss, lr, tokens/s and ETA;
+/// hidden unless `show` and stderr is a terminal.
 pub fn progress_bar(total_steps: usize, position: usize, show: bool) -> ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
+    if !show {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::new(total_steps as u64);
-    let style =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} step {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    pb.set_style(style);
+    let pb = kb_dataset::progress_bar(total_steps as u64, "step");
     pb.set_position(position as u64);
     pb
 }

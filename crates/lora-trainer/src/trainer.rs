@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device};
+use kb_dataset::Sample;
+use qwen_lora::BaseModelId;
 use qwen_lora::adapter::save_adapter;
 use qwen_lora::model::{Mode, Qwen2};
 use tokenizers::Tokenizer;
@@ -42,8 +44,8 @@ pub enum Resume {
 pub struct TrainOptions {
     pub output_dir: PathBuf,
     pub resume: Option<Resume>,
-    /// Recorded in `adapter_config.json` as `base_model_name_or_path`.
-    pub base_model_name: String,
+    /// Recorded in `adapter_config.json` as `base_model_name_or_path` and `revision`.
+    pub base_model: BaseModelId,
     /// Show the progress bar (it stays hidden anyway when stderr is not a terminal).
     pub show_progress: bool,
     /// Set (e.g. by a Ctrl-C handler) to stop at the next micro-step with a checkpoint.
@@ -58,11 +60,11 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    pub fn new(output_dir: impl Into<PathBuf>, base_model_name: impl Into<String>) -> Self {
+    pub fn new(output_dir: impl Into<PathBuf>, base_model: impl Into<BaseModelId>) -> Self {
         Self {
             output_dir: output_dir.into(),
             resume: None,
-            base_model_name: base_model_name.into(),
+            base_model: base_model.into(),
             show_progress: true,
             stop: Arc::new(AtomicBool::new(false)),
             halt_after_step: None,
@@ -100,13 +102,13 @@ pub fn check_output_dir(output_dir: &Path, resume: bool, overwrite: bool) -> Res
     Err(Error::RunExists { path: output_dir.to_path_buf(), found: names.join(", ") })
 }
 
-/// Trains the LoRA adapter of `model` on `train_texts` (ChatML), evaluating on `eval_texts`
-/// after each epoch. All outputs go to `opts.output_dir`.
+/// Trains the LoRA adapter of `model` on `train_samples`, evaluating on `eval_samples` after
+/// each epoch. All outputs go to `opts.output_dir`.
 pub fn train(
     model: &Qwen2,
     tokenizer: &Tokenizer,
-    train_texts: &[String],
-    eval_texts: &[String],
+    train_samples: &[Sample],
+    eval_samples: &[Sample],
     config: &TrainConfig,
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
@@ -123,11 +125,11 @@ pub fn train(
     };
 
     // Everything that can fail on bad input happens before the first step.
-    let train = tokenize_samples(tokenizer, train_texts, config.max_length, config.loss)?;
+    let train = tokenize_samples(tokenizer, train_samples, config.max_length, config.loss)?;
     if train.examples.is_empty() {
         return Err(Error::NoData("no training sample has a token to learn after truncation".into()));
     }
-    let eval = tokenize_samples(tokenizer, eval_texts, config.max_length, config.loss)?;
+    let eval = tokenize_samples(tokenizer, eval_samples, config.max_length, config.loss)?;
     let pad = data::pad_id(tokenizer);
     let batches = length_grouped_batches(&train.examples, config.micro_batch);
     let eval_batches = length_grouped_batches(&eval.examples, config.micro_batch);
@@ -176,7 +178,7 @@ pub fn train(
 
     let pb = progress_bar(total_steps, state.global_step, opts.show_progress);
     let save = |state: &TrainerState, opt: &AdamW| {
-        checkpoint::save(out, state, opt, |dir| Ok(save_adapter(model, dir, &opts.base_model_name)?))
+        checkpoint::save(out, state, opt, |dir| Ok(save_adapter(model, dir, &opts.base_model)?))
     };
     let mut last_checkpoint = checkpoint::latest(out)?;
     let mut window = Window::default();
@@ -292,7 +294,7 @@ pub fn train(
         if improved {
             state.best_eval_loss = eval_loss;
             state.best_epoch = Some(epoch + 1);
-            write_dir_atomic(&out.join(FINAL_MODEL_DIR), |dir| Ok(save_adapter(model, dir, &opts.base_model_name)?))?;
+            write_dir_atomic(&out.join(FINAL_MODEL_DIR), |dir| Ok(save_adapter(model, dir, &opts.base_model)?))?;
         }
         state.epoch += 1;
         state.micro_step_in_epoch = 0;

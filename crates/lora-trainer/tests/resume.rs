@@ -37,9 +37,9 @@ fn run(
     halt: Option<usize>,
     cfg: &TrainConfig,
 ) -> lora_trainer::Result<lora_trainer::TrainSummary> {
-    let data = texts(&qa_pairs(10));
-    let eval = texts(&qa_pairs(12)[10..]);
-    let model = tiny_model(&cfg.lora.to_lora_config(), 5);
+    let data = samples(&qa_pairs(10));
+    let eval = samples(&qa_pairs(12)[10..]);
+    let model = tiny_model(&cfg.lora, 5);
     let mut opts = TrainOptions::new(out, "tiny");
     opts.show_progress = false;
     opts.resume = resume;
@@ -66,11 +66,8 @@ fn two_plus_two_steps_equal_four() {
     let d = max_diff(&a, &b);
     assert!(d <= 1e-6, "adapters differ by {d}");
     // Training did move the adapter (B starts at zero), so the comparison means something.
-    let fresh: HashMap<String, Tensor> = tiny_model(&cfg.lora.to_lora_config(), 5)
-        .lora_vars()
-        .into_iter()
-        .map(|(k, v)| (k, v.as_tensor().clone()))
-        .collect();
+    let fresh: HashMap<String, Tensor> =
+        tiny_model(&cfg.lora, 5).lora_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
     assert!(max_diff(&a, &fresh) > 1e-4);
     assert_eq!(s.best_eval_loss, r.best_eval_loss);
     assert_eq!(s.train_tokens, r.train_tokens);
@@ -83,9 +80,9 @@ fn interrupt_writes_a_checkpoint_that_resumes_exactly() {
     run(straight.path(), None, None, &cfg).unwrap();
 
     let out = tempfile::tempdir().unwrap();
-    let data = texts(&qa_pairs(10));
-    let eval = texts(&qa_pairs(12)[10..]);
-    let model = tiny_model(&cfg.lora.to_lora_config(), 5);
+    let data = samples(&qa_pairs(10));
+    let eval = samples(&qa_pairs(12)[10..]);
+    let model = tiny_model(&cfg.lora, 5);
     let mut opts = TrainOptions::new(out.path(), "tiny");
     opts.show_progress = false;
     opts.stop.store(true, Ordering::SeqCst);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
-use qwen_lora::adapter::load_adapter;
 use qwen_lora::load::{BaseModel, SourceInfo};
+use qwen_lora::merge::merge_adapter;
 use serde_json::{Value, json};
 
 /// The crate's error type: `qwen-lora`'s, whose messages name the file involved.
@@ -53,9 +53,8 @@ pub struct Merged {
 pub fn merge_into_dir(base: &mut BaseModel, adapter: &Path, out: &Path, dtype: DType) -> Result<Merged> {
     check_out(out)?;
     let mut model = base.take_model()?;
-    let cfg = load_adapter(&mut model, adapter)?;
-    tracing::info!(adapter = %adapter.display(), r = cfg.r, alpha = cfg.lora_alpha, "merging adapter");
-    model.merge_lora()?;
+    let cfg = merge_adapter(&mut model, adapter)?;
+    tracing::info!(adapter = %adapter.display(), r = cfg.r, alpha = cfg.lora_alpha, "merged adapter");
 
     let tmp = kb_dataset::AtomicDir::create(out)?;
     let mut files = Vec::new();

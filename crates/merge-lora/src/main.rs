@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use qwen_lora::cli::{DTypeArg, ModelArgs};
+use cli_support::{DTypeArg, ModelArgs};
 
 /// Merge a LoRA adapter into its base model (W + scale·B·A) and write the result as an HF model
 /// directory: config.json, tokenizer.json, model.safetensors (+ tokenizer_config.json and
@@ -53,13 +53,4 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-}
+cli_support::args_test!(Args);

@@ -37,7 +37,7 @@ fn write_adapter(base: &ModelSource, dir: &Path) {
             var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
         }
     }
-    save_adapter(&m, dir, "tiny").unwrap();
+    save_adapter(&m, dir, &"tiny".into()).unwrap();
 }
 
 fn logits(m: &Qwen2) -> Tensor {

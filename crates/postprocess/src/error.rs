@@ -51,14 +51,8 @@ pub enum Error {
     )]
     DuplicateTopic { path: PathBuf, line: usize, rule: usize, first_rule: usize, topic: String },
 
-    #[error(
-        "{path}:{line}: {}",
-        match doc_id {
-            Some(id) => format!("doc_id `{id}` is not in the KB; regenerate the training set from this KB"),
-            None => "not a ChatML sample (no user and assistant turn)".to_string(),
-        }
-    )]
-    TrainingSample { path: PathBuf, line: usize, doc_id: Option<String> },
+    #[error("{path}:{line}: doc_id `{doc_id}` is not in the KB; regenerate the training set from this KB")]
+    TrainingSample { path: PathBuf, line: usize, doc_id: String },
 
     #[error("retrieval precision {0} is out of range; use a number above 0 and at most 1 (e.g. 0.9)")]
     Precision(f64),

@@ -35,15 +35,11 @@ impl Retriever {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let (question, answer) = s.question().zip(s.answer()).ok_or_else(|| Error::TrainingSample {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    doc_id: None,
-                })?;
+                let (question, answer) = (s.question.as_str(), s.answer.as_str());
                 let class = match &s.doc_id {
                     None => Class::Unanswerable,
                     Some(id) => Class::Entry(kb.entries().iter().position(|e| &e.doc_id == id).ok_or_else(|| {
-                        Error::TrainingSample { path: path.to_path_buf(), line: i + 1, doc_id: Some(id.clone()) }
+                        Error::TrainingSample { path: path.to_path_buf(), line: i + 1, doc_id: id.clone() }
                     })?),
                 };
                 let refusal = (class == Class::Unanswerable).then(|| answer.to_string());

@@ -107,7 +107,7 @@ fn scoring_the_eval_set_takes_well_under_a_second() {
     let eval = read_jsonl(data("eval_qwen_v1.jsonl")).unwrap();
     let started = std::time::Instant::now();
     for s in &eval {
-        pp.apply(s.question().unwrap(), s.answer().unwrap());
+        pp.apply(s.question.as_str(), s.answer.as_str());
     }
     // Generous bound (debug builds, a busy CI machine); a release build takes milliseconds.
     assert!(started.elapsed().as_secs_f64() < 5.0, "{:?}", started.elapsed());
@@ -127,8 +127,8 @@ fn rules_that_declare_themselves_complete_decide_exactly_as_without_retrieval() 
     let retrieval_alone = processor();
     let mut retrieval_would_differ = 0;
     for s in read_jsonl(data("eval_qwen_v1.jsonl")).unwrap() {
-        let q = s.question().unwrap();
-        for a in [s.answer().unwrap(), "抱歉，我不知道。", other.as_str(), "依據公司規範:沒有這條規定。"]
+        let q = s.question.as_str();
+        for a in [s.answer.as_str(), "抱歉，我不知道。", other.as_str(), "依據公司規範:沒有這條規定。"]
         {
             assert_eq!(both.apply(q, a), alone.apply(q, a), "{q} / {a}");
             retrieval_would_differ += usize::from(retrieval_alone.apply(q, a) != alone.apply(q, a));

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use qwen_lora::cli::{GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model_with;
+use cli_support::{GenerationArgs, ModelArgs};
+use qwen_lora::ChatModel;
 
 /// Generate text with a Qwen2.5 model (and a LoRA adapter, merged in memory).
 #[derive(Debug, Parser)]
@@ -49,7 +49,7 @@ fn main() -> std::process::ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     // Checked before the (slow) model load.
     let cfg = args.generation.config()?;
-    let loaded = load_model_with(&args.model, args.adapter.as_deref(), !args.generation.f32_weights)
+    let loaded = ChatModel::load(&args.model.spec()?, args.adapter.as_deref(), args.generation.decode())
         .context("loading the model")?;
     let texts: Vec<String> =
         args.prompt.iter().map(|p| if args.raw { p.clone() } else { kb_dataset::prompt(p) }).collect();
@@ -75,3 +75,5 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+cli_support::args_test!(Args);

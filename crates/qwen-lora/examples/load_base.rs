@@ -7,13 +7,23 @@
 use std::time::Instant;
 
 use clap::Parser;
-use qwen_lora::cli::ModelArgs;
+use qwen_lora::ModelSpec;
+use qwen_lora::load::ModelSource;
 
-/// Load a base model and report what was loaded.
+/// Load a base model (on the CPU, in f32) and report what was loaded.
 #[derive(Parser)]
 struct Args {
-    #[command(flatten)]
-    model: ModelArgs,
+    /// Base model: a hub id or a local HF directory.
+    #[arg(long, value_name = "ID|DIR", default_value = qwen_lora::DEFAULT_MODEL)]
+    model: String,
+
+    /// Hub revision of --model [default: main].
+    #[arg(long, value_name = "REV")]
+    revision: Option<String>,
+
+    /// Load this GGUF checkpoint instead of --model.
+    #[arg(long, value_name = "FILE")]
+    gguf: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -23,7 +33,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let start = Instant::now();
-    let base = args.model.load()?;
+    let source = ModelSource::resolve(&args.model, args.revision.as_deref(), args.gguf.as_deref());
+    let base = ModelSpec::cpu(source).load()?;
     let secs = start.elapsed().as_secs_f64();
     println!("source: {}", base.source.describe());
     println!("config: {:?}", base.config);

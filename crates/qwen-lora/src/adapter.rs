@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::load::expected_tensors;
 use crate::lora::{LoraConfig, MODULES};
 use crate::model::{Qwen2, module_path};
-use crate::{Config, Error, Result};
+use crate::{BaseModelId, Config, Error, Result};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -71,7 +71,7 @@ pub enum TargetModules {
 }
 
 impl AdapterConfig {
-    pub fn new(lora: &LoraConfig, base_model: &str) -> Self {
+    pub fn new(lora: &LoraConfig, base_model: &BaseModelId) -> Self {
         Self {
             peft_type: "LORA".into(),
             task_type: Some("CAUSAL_LM".into()),
@@ -81,8 +81,8 @@ impl AdapterConfig {
             target_modules: TargetModules::List(lora.target_modules.clone()),
             bias: "none".into(),
             use_rslora: lora.use_rslora,
-            base_model_name_or_path: Some(base_model.to_string()),
-            revision: None,
+            base_model_name_or_path: Some(base_model.name_or_path.clone()),
+            revision: base_model.revision.clone(),
             fan_in_fan_out: false,
             inference_mode: true,
             use_dora: false,
@@ -135,7 +135,7 @@ impl AdapterConfig {
 }
 
 /// Writes `adapter_config.json` and `adapter_model.safetensors` for the model's adapter.
-pub fn save_adapter(model: &Qwen2, dir: &Path, base_model: &str) -> Result<()> {
+pub fn save_adapter(model: &Qwen2, dir: &Path, base_model: &BaseModelId) -> Result<()> {
     let lora = model.lora_config().ok_or_else(|| Error::msg("the model has no adapter to save"))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tensors: Vec<(String, Tensor)> = model

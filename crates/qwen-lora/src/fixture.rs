@@ -220,10 +220,6 @@ pub fn tiny_tensors(seed: u64) -> Result<Vec<(String, Tensor)>> {
     Ok(out)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(kb_dataset::write_atomic(path, bytes)?)
-}
-
 fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
@@ -233,15 +229,15 @@ fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 fn write_config_and_tokenizer(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let cfg = serde_json::to_string_pretty(&tiny_config()).map_err(|e| Error::msg(e.to_string()))?;
-    write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
+    kb_dataset::write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
     let tok = tiny_tokenizer()?.to_string(true).map_err(|e| Error::msg(format!("tiny tokenizer: {e}")))?;
-    write_atomic(&dir.join("tokenizer.json"), tok.as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join("tokenizer.json"), tok.as_bytes())?)
 }
 
 /// Writes the tiny model as an HF directory with a single `model.safetensors` (f32).
 pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     write_config_and_tokenizer(dir)?;
-    write_atomic(&dir.join("model.safetensors"), &safetensors_bytes(&tiny_tensors(seed)?)?)
+    Ok(kb_dataset::write_atomic(&dir.join("model.safetensors"), &safetensors_bytes(&tiny_tensors(seed)?)?)?)
 }
 
 /// Writes the tiny model with its weights in two shards and `model.safetensors.index.json`:
@@ -259,10 +255,10 @@ pub fn write_tiny_model_sharded(dir: &Path, seed: u64) -> Result<()> {
             weight_map.insert(n.clone(), file.to_string());
             total += t.elem_count() * 4;
         }
-        write_atomic(&dir.join(file), &safetensors_bytes(&part)?)?;
+        kb_dataset::write_atomic(&dir.join(file), &safetensors_bytes(&part)?)?;
     }
     let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
-    write_atomic(&dir.join("model.safetensors.index.json"), index.to_string().as_bytes())
+    Ok(kb_dataset::write_atomic(&dir.join("model.safetensors.index.json"), index.to_string().as_bytes())?)
 }
 
 /// Writes the tiny model's weights and tokenizer as an f32 GGUF with `qwen2` metadata, under
@@ -300,7 +296,7 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<()> {
     let ts: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
     let mut buf = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut buf, &md, &ts)?;
-    write_atomic(path, buf.get_ref())
+    Ok(kb_dataset::write_atomic(path, buf.get_ref())?)
 }
 
 /// Writes a LoRA adapter for the tiny model in `model_dir` to `adapter_dir` (r 4 on q_proj and
@@ -327,7 +323,7 @@ pub fn write_tiny_adapter(model_dir: &Path, adapter_dir: &Path, seed: u64) -> Re
             var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu)?)?;
         }
     }
-    crate::adapter::save_adapter(&model, adapter_dir, "tiny")
+    crate::adapter::save_adapter(&model, adapter_dir, &"tiny".into())
 }
 
 /// Overwrites the first value of the first tensor (by name) of the adapter in `adapter_dir` with
@@ -342,7 +338,7 @@ pub fn poison_adapter(adapter_dir: &Path, value: f32) -> Result<String> {
     v[0] = value;
     *t = Tensor::from_vec(v, t.shape(), &Device::Cpu)?;
     let name = name.clone();
-    write_atomic(&path, &safetensors_bytes(&tensors)?)?;
+    kb_dataset::write_atomic(&path, &safetensors_bytes(&tensors)?)?;
     Ok(name)
 }
 

@@ -11,7 +11,8 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::model::{KvCache, Qwen2, positions_from_mask};
+use crate::kv_cache::KvCache;
+use crate::model::{Qwen2, positions_from_mask};
 use crate::{Error, Result};
 
 /// Decoding settings. `temperature == 0` is greedy.

@@ -4,14 +4,26 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-use crate::cli::ModelArgs;
 use crate::generate::{GenerationConfig, generate};
 use crate::load::SourceInfo;
+use crate::merge::merge_adapter;
 use crate::model::Qwen2;
-use crate::{Error, Result, adapter};
+use crate::spec::ModelSpec;
+use crate::{Error, Result};
 
-/// A loaded model for generation.
-pub struct Loaded {
+/// How decoding steps read the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decode {
+    /// From f16 copies (see [`Qwen2::use_half_weights_for_decoding`]): a decoding step is bound by
+    /// reading the weights, so about twice as fast on a CPU.
+    #[default]
+    HalfWeights,
+    /// From the f32 weights themselves: exact, about half the speed.
+    ExactWeights,
+}
+
+/// A model ready to answer: base + adapter merged, tokenizer and stop tokens.
+pub struct ChatModel {
     pub model: Qwen2,
     pub tokenizer: Tokenizer,
     /// Tokens that end an answer (`<|im_end|>`, `<|endoftext|>`).
@@ -19,31 +31,23 @@ pub struct Loaded {
     pub source: SourceInfo,
 }
 
-/// Loads the base model named by `args` and, when given, the adapter in `adapter_dir`, merged into
-/// the weights (`W + scale·B·A`) so generation costs the same as the base model. Decoding steps
-/// read f16 copies of the weights (see [`Qwen2::use_half_weights_for_decoding`]).
-pub fn load_model(args: &ModelArgs, adapter_dir: Option<&Path>) -> Result<Loaded> {
-    load_model_with(args, adapter_dir, true)
-}
-
-/// [`load_model`], choosing whether decoding steps read f16 weight copies (`half_decode`) or the
-/// f32 weights themselves (exact, about half the speed on a CPU).
-pub fn load_model_with(args: &ModelArgs, adapter_dir: Option<&Path>, half_decode: bool) -> Result<Loaded> {
-    let mut base = args.load()?;
-    let stop = base.eos_token_ids();
-    let mut model = base.take_model()?;
-    if let Some(dir) = adapter_dir {
-        let cfg = adapter::load_adapter(&mut model, dir)?;
-        tracing::info!(adapter = %dir.display(), r = cfg.r, alpha = cfg.lora_alpha, "merged adapter");
-        model.merge_lora()?;
+impl ChatModel {
+    /// Loads the base model `spec` names and, when given, the adapter in `adapter_dir`, merged into
+    /// the weights (`W + scale·B·A`) so generation costs the same as the base model.
+    pub fn load(spec: &ModelSpec, adapter_dir: Option<&Path>, decode: Decode) -> Result<Self> {
+        let mut base = spec.load()?;
+        let stop = base.eos_token_ids();
+        let mut model = base.take_model()?;
+        if let Some(dir) = adapter_dir {
+            let cfg = merge_adapter(&mut model, dir)?;
+            tracing::info!(adapter = %dir.display(), r = cfg.r, alpha = cfg.lora_alpha, "merged adapter");
+        }
+        if decode == Decode::HalfWeights {
+            model.use_half_weights_for_decoding()?;
+        }
+        Ok(Self { model, tokenizer: base.tokenizer, stop, source: base.source })
     }
-    if half_decode {
-        model.use_half_weights_for_decoding()?;
-    }
-    Ok(Loaded { model, tokenizer: base.tokenizer, stop, source: base.source })
-}
 
-impl Loaded {
     /// Token ids of `text`; ChatML markers in it become their special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.tokenizer.encode(text, false).map_err(|e| Error::msg(format!("tokenizing: {e}")))?;

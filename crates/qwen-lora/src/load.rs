@@ -1,6 +1,6 @@
 //! Loading a base model from the hub, a local HF directory or a GGUF file.
 //!
-//! [`load_base`] is the one entry point every binary uses (through [`crate::cli::ModelArgs`]). It
+//! [`load_base`] is the one entry point every binary uses (through [`crate::spec::ModelSpec::load`]). It
 //! returns a [`BaseModel`]: the [`Config`], a [`VarBuilder`] serving Hugging Face tensor names
 //! (`model.embed_tokens.weight`, `model.layers.N.self_attn.q_proj.weight`, …, `lm_head.weight`
 //! unless tied) in the requested dtype and device, the tokenizer, and a [`SourceInfo`] saying what
@@ -70,7 +70,8 @@ pub enum SourceInfo {
     Hub { id: String, revision: String, commit: Option<String>, dir: PathBuf },
     /// A local HF directory.
     Dir { dir: PathBuf },
-    /// A GGUF file; its hash is computed only on request, with [`gguf_sha256`].
+    /// A GGUF file; its hash is computed only on request, with [`gguf_sha256`] (by
+    /// [`crate::BaseModelId::of`], for the adapter's `revision`).
     Gguf { path: PathBuf },
 }
 

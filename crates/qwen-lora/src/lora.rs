@@ -3,87 +3,19 @@
 //! `y = x·Wᵀ + b + scale · dropout(x)·Aᵀ·Bᵀ`, with `A (r, in)` kaiming-uniform and `B (out, r)`
 //! zero at the start, so an untrained adapter changes nothing; `scale = alpha / r`
 //! (`alpha / √r` with rsLoRA). Only `A` and `B` are [`Var`]s; the base weight stays a plain tensor
-//! and gets no gradient. Training runs each adapted projection as one [`fused::lora_linear`] op,
+//! and gets no gradient. Training runs each adapted projection as one [`ops::lora_linear`] op,
 //! which regenerates its dropout mask in the backward pass instead of keeping it; elsewhere the
 //! base goes through [`ops::linear`] and the low-rank term is added with candle primitives.
-
-use std::sync::Arc;
+//! [`merge_weight`] folds an adapter into its weight, for every caller that merges.
 
 use candle_core::{D, DType, Tensor, Var};
 use rand::{Rng, rngs::StdRng};
-use serde::{Deserialize, Serialize};
 
-use crate::ops::Frozen;
-use crate::{Error, Result, bf16, fused, ops};
+use crate::frozen::Frozen;
+use crate::kernels::dropout::Dropout;
+use crate::{Error, Result, ops};
 
-/// LoRA hyper-parameters, named as in PEFT's `adapter_config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoraConfig {
-    /// Rank of the update.
-    pub r: usize,
-    /// Scaling numerator: the update is multiplied by `alpha / r` (or `alpha / √r` with rsLoRA).
-    pub lora_alpha: f64,
-    /// Dropout probability on the adapter's input while training.
-    pub lora_dropout: f64,
-    /// Projections that get an adapter: any of q/k/v/o_proj, gate/up/down_proj.
-    pub target_modules: Vec<String>,
-    /// Rank-stabilized scaling `alpha / √r`.
-    #[serde(default)]
-    pub use_rslora: bool,
-}
-
-/// Module names an adapter can target, in the order the model builds them.
-pub const MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
-impl Default for LoraConfig {
-    fn default() -> Self {
-        Self {
-            r: 16,
-            lora_alpha: 32.0,
-            lora_dropout: 0.05,
-            // Every linear layer (PEFT's "all-linear"); the reference adapted q/k/v/o only.
-            target_modules: MODULES.map(String::from).to_vec(),
-            use_rslora: false,
-        }
-    }
-}
-
-impl LoraConfig {
-    /// The factor applied to `B·A`.
-    pub fn scale(&self) -> f64 {
-        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
-    }
-
-    /// Checks the values a user can get wrong.
-    pub fn validate(&self) -> Result<()> {
-        if self.r == 0 {
-            return Err(Error::msg("LoRA rank r must be at least 1"));
-        }
-        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
-            return Err(Error::msg(format!(
-                "lora_alpha must be a positive number (the update is scaled by lora_alpha / r), got {}",
-                self.lora_alpha
-            )));
-        }
-        if !(0.0..1.0).contains(&self.lora_dropout) {
-            return Err(Error::msg(format!("lora_dropout must be in [0, 1), got {}", self.lora_dropout)));
-        }
-        if self.target_modules.is_empty() {
-            return Err(Error::msg(
-                "target_modules is empty: name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
-            ));
-        }
-        for (i, m) in self.target_modules.iter().enumerate() {
-            if !MODULES.contains(&m.as_str()) {
-                return Err(Error::msg(format!("unknown target module '{m}': use any of {}", MODULES.join(", "))));
-            }
-            if self.target_modules[..i].contains(m) {
-                return Err(Error::msg(format!("target_modules lists '{m}' twice; name each projection once")));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::lora_config::{LoraConfig, MODULES};
 
 /// The trainable part of one projection.
 pub struct Adapter {
@@ -97,63 +29,40 @@ pub struct Adapter {
 
 /// A projection: frozen weight (out, in), optional bias, optional adapter.
 pub struct Linear {
-    pub(crate) w: Tensor,
+    pub(crate) w: Frozen,
     pub(crate) b: Option<Tensor>,
     pub(crate) adapter: Option<Adapter>,
-    /// f16 copy of `w` for decoding steps ([`Linear::keep_half_copy`]).
-    pub(crate) w_half: Option<Tensor>,
     /// Distinguishes this layer's dropout masks from every other layer's.
     pub(crate) id: u64,
-    /// bf16 copies for training ([`Linear::use_bf16`]); `w` is then a placeholder.
-    pub(crate) packed: Option<Arc<bf16::Bf16Weight>>,
 }
 
 impl Linear {
     pub fn new(w: Tensor, b: Option<Tensor>, id: u64) -> Self {
-        Self { w, b, adapter: None, w_half: None, id, packed: None }
+        Self { w: Frozen::Dense(w), b, adapter: None, id }
     }
 
-    /// The frozen weight as the kernels take it: the bf16 copies when there are.
-    pub fn frozen(&self) -> Frozen {
-        match &self.packed {
-            Some(p) => Frozen::Bf16(p.clone()),
-            None => Frozen::Dense(self.w.clone()),
-        }
+    /// The frozen weight as the kernels take it.
+    pub fn frozen(&self) -> &Frozen {
+        &self.w
     }
 
-    /// Training with bf16 products: packs the (f32, CPU) weight ([`bf16::Bf16Weight`]) and
-    /// releases the f32 copy, so the layer can no longer be merged, exported or decoded with.
+    /// Training with bf16 products: packs the (f32, CPU) weight ([`crate::bf16::Bf16Weight`])
+    /// and releases the f32 copy, so the layer can no longer be merged, exported or decoded with.
     pub fn use_bf16(&mut self) -> Result<()> {
-        if self.packed.is_some() {
-            return Ok(());
-        }
-        if self.w.dtype() != DType::F32 || !self.w.device().is_cpu() {
-            return Err(Error::msg(format!(
-                "bf16 matmuls need f32 weights on the CPU, not {:?} on {:?}",
-                self.w.dtype(),
-                self.w.device()
-            )));
-        }
-        let (out, inp) = self.w.dims2()?;
-        let packed = fused::with_data::<f32, _>(&self.w.contiguous()?, |w| {
-            bf16::Bf16Weight::new(w, out, inp).map_err(|e| candle_core::Error::Msg(e.to_string()))
-        })?;
-        self.packed = Some(Arc::new(packed));
-        // Same shape, dtype and device, no data: a zero broadcast.
-        self.w = Tensor::zeros((), DType::F32, self.w.device())?.broadcast_as((out, inp))?;
-        self.w_half = None;
+        self.w = self.w.to_bf16()?;
         Ok(())
     }
 
     fn check_dense(&self, what: &str) -> Result<()> {
-        match self.packed {
-            Some(_) => Err(Error::msg(format!("{what}: the f32 weight was released for bf16 training"))),
-            None => Ok(()),
+        match self.w {
+            Frozen::Bf16(_) => Err(Error::msg(format!("{what}: the f32 weight was released for bf16 training"))),
+            _ => Ok(()),
         }
     }
 
-    pub fn weight(&self) -> &Tensor {
-        &self.w
+    /// The full-precision weight; `None` once released for bf16 training.
+    pub fn weight(&self) -> Option<&Tensor> {
+        self.w.dense()
     }
     pub fn bias(&self) -> Option<&Tensor> {
         self.b.as_ref()
@@ -164,25 +73,33 @@ impl Linear {
 
     /// The dtype adapters use: f64 when the base is f64 (gradient checks), else f32.
     fn adapter_dtype(&self) -> DType {
-        if self.w.dtype() == DType::F64 { DType::F64 } else { DType::F32 }
+        adapter_dtype(self.w.dtype())
+    }
+
+    /// Training and merging read the full-precision weight: drops an f16 decoding copy.
+    fn drop_half_copy(&mut self) {
+        if let Frozen::DenseHalf { w, .. } = &self.w {
+            self.w = Frozen::Dense(w.clone());
+        }
     }
 
     /// Attaches a fresh adapter: A ~ kaiming-uniform(a = √5) = U(±1/√in), B = 0, as PEFT does.
     pub fn attach(&mut self, cfg: &LoraConfig, rng: &mut StdRng) -> Result<()> {
-        self.w_half = None; // training reads the f32 weights
-        let (out, inp) = self.w.dims2()?;
+        self.drop_half_copy();
+        let (out, inp) = self.w.dims()?;
         let bound = 1.0 / (inp as f64).sqrt();
         let a: Vec<f64> = (0..cfg.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
         let dt = self.adapter_dtype();
-        let a = Tensor::from_vec(a, (cfg.r, inp), self.w.device())?.to_dtype(dt)?;
-        let b = Tensor::zeros((out, cfg.r), dt, self.w.device())?;
+        let dev = self.w.device();
+        let a = Tensor::from_vec(a, (cfg.r, inp), &dev)?.to_dtype(dt)?;
+        let b = Tensor::zeros((out, cfg.r), dt, &dev)?;
         self.set_adapter(a, b, cfg)
     }
 
     /// Installs given A (r, in) and B (out, r), checking their shapes against the weight.
     pub fn set_adapter(&mut self, a: Tensor, b: Tensor, cfg: &LoraConfig) -> Result<()> {
-        self.w_half = None;
-        let (out, inp) = self.w.dims2()?;
+        self.drop_half_copy();
+        let (out, inp) = self.w.dims()?;
         if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
             return Err(Error::msg(format!(
                 "adapter shapes A {:?} / B {:?} do not fit a ({out}, {inp}) weight with rank {}: expected A [{}, {inp}] and B [{out}, {}]",
@@ -194,9 +111,10 @@ impl Linear {
             )));
         }
         let dt = self.adapter_dtype();
+        let dev = self.w.device();
         self.adapter = Some(Adapter {
-            a: Var::from_tensor(&a.to_dtype(dt)?.to_device(self.w.device())?)?,
-            b: Var::from_tensor(&b.to_dtype(dt)?.to_device(self.w.device())?)?,
+            a: Var::from_tensor(&a.to_dtype(dt)?.to_device(&dev)?)?,
+            b: Var::from_tensor(&b.to_dtype(dt)?.to_device(&dev)?)?,
             scale: cfg.scale(),
             dropout: cfg.lora_dropout,
         });
@@ -205,24 +123,23 @@ impl Linear {
 
     /// `x (…, in) → (…, out)`. `dropout_seed` is `Some` in training mode.
     pub fn forward(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
-        let frozen = self.frozen();
         let Some(ad) = &self.adapter else {
-            return ops::linear_frozen(x, &frozen, self.w_half.as_ref(), self.b.as_ref());
+            return ops::linear(x, &self.w, self.b.as_ref());
         };
         // Training: one op that keeps no mask and no masked copy of x for the backward pass.
         let dropout = match dropout_seed {
             Some(seed) if ad.dropout > 0.0 => Some((ad.dropout, seed ^ self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
             _ => None,
         };
-        if dropout_seed.is_some() && fused::lora_linear_applies(x, &frozen, &ad.a) {
+        if dropout_seed.is_some() && ops::lora_linear_applies(x, &self.w, &ad.a) {
             let (p, seed) = dropout.unwrap_or((0.0, 0));
-            return fused::lora_linear(x, &frozen, self.b.as_ref(), &ad.a, &ad.b, ad.scale, p, seed);
+            return ops::lora_linear(x, &self.w, self.b.as_ref(), &ad.a, &ad.b, ad.scale, p, seed);
         }
-        let y = ops::linear_frozen(x, &frozen, self.w_half.as_ref(), self.b.as_ref())?;
+        let y = ops::linear(x, &self.w, self.b.as_ref())?;
         let in_dim = x.dim(D::Minus1)?;
         let m = x.elem_count() / in_dim;
         let mut h = x.reshape((m, in_dim))?.to_dtype(ad.a.dtype())?; // (m, in)
-        if let Some(d) = dropout.and_then(|(p, seed)| fused::Dropout::new(p, seed)) {
+        if let Some(d) = dropout.and_then(|(p, seed)| Dropout::new(p, seed)) {
             let mask = match h.dtype() {
                 DType::F64 => Tensor::from_vec(d.scales::<f64>(m * in_dim), (m, in_dim), h.device())?,
                 _ => Tensor::from_vec(d.scales::<f32>(m * in_dim), (m, in_dim), h.device())?.to_dtype(h.dtype())?,
@@ -237,24 +154,45 @@ impl Linear {
     /// Keeps an f16 copy of the (f32, CPU) weight for decoding steps: half the bytes per token,
     /// at f16's rounding of the weights. Inference only; merge adapters first.
     pub fn keep_half_copy(&mut self) -> Result<()> {
-        self.check_dense("keep_half_copy")?;
-        if self.w.dtype() == DType::F32 && self.w.device().is_cpu() {
-            self.w_half = Some(self.w.to_dtype(DType::F16)?);
-        }
+        self.w = self.w.clone().with_half_copy("keep_half_copy")?;
         Ok(())
     }
 
-    /// Folds the adapter into the weight, `W ← W + scale·B·A`, and drops it.
+    /// Folds the adapter into the weight, `W ← W + scale·B·A` ([`merge_weight`]), and drops it.
     pub fn merge(&mut self) -> Result<()> {
         self.check_dense("merge")?;
         if let Some(ad) = self.adapter.take() {
-            self.w_half = None;
-            // Detached: A and B are variables, so ops on them record a backprop graph, and the
-            // merged weight would keep the old weight, B·A and the scaled delta alive through it.
-            let (a, b) = (ad.a.as_tensor().detach(), ad.b.as_tensor().detach());
-            let delta = (b.matmul(&a)? * ad.scale)?; // (out, in)
-            self.w = (self.w.to_dtype(delta.dtype())? + delta)?.to_dtype(self.w.dtype())?;
+            let w = self.w.dense().expect("checked above");
+            let merged = merge_weight(w, ad.a.as_tensor(), ad.b.as_tensor(), ad.scale)?;
+            self.w = Frozen::Dense(merged.weight);
         }
         Ok(())
     }
+}
+
+/// The dtype of the adapter factors and the merge for a base weight of `dtype`: f64 for an f64
+/// base (gradient checks), else f32.
+fn adapter_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 { DType::F64 } else { DType::F32 }
+}
+
+/// A weight with its adapter folded in.
+pub struct MergedWeight {
+    /// `W + scale·B·A (out, in)`, in `W`'s dtype.
+    pub weight: Tensor,
+    /// `scale·B·A (out, in)`, in f32 (f64 for an f64 base).
+    pub delta: Tensor,
+}
+
+/// `W (out, in) + scale · B (out, r) · A (r, in)`: the one merge, used by the model
+/// ([`Linear::merge`]), the merged HF export and the merged GGUF export, so merged weights are
+/// the same bits everywhere. The product and sum run in f32 (f64 for an f64 base) whatever the
+/// factors' dtype; the sum is rounded back to `W`'s dtype. `A` and `B` are detached first:
+/// variables would record a backprop graph that keeps the old weight and the delta alive.
+pub fn merge_weight(w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<MergedWeight> {
+    let dt = adapter_dtype(w.dtype());
+    let (a, b) = (a.detach().to_dtype(dt)?, b.detach().to_dtype(dt)?);
+    let delta = (b.matmul(&a)? * scale)?; // (out, r)·(r, in) → (out, in)
+    let weight = (w.to_dtype(dt)? + &delta)?.to_dtype(w.dtype())?;
+    Ok(MergedWeight { weight, delta })
 }

@@ -1,21 +1,22 @@
-//! The Qwen2 decoder (Qwen2 technical report, arXiv:2407.10671; HF `modeling_qwen2.py`).
+//! The Qwen2 decoder (Qwen2 technical report, arXiv:2407.10671; HF `modeling_qwen2.py`;
+//! candle-transformers' `models/qwen2.rs`).
 //!
 //! Pre-norm decoder blocks: `h = x + Attn(RMSNorm(x))`, `y = h + MLP(RMSNorm(h))`, with
 //! grouped-query attention (q/k/v biases, rotary embeddings) and a SwiGLU MLP. Unlike
 //! candle-transformers' inference model, the forward keeps every position (training needs them),
-//! the KV cache is explicit, and every projection is a [`Linear`] that may carry a LoRA adapter.
-
-use std::sync::Arc;
+//! the KV cache ([`KvCache`]) is passed in rather than kept inside, and every projection is a
+//! [`Linear`] that may carry a LoRA adapter. The hyper-parameters are [`Config`]; field names
+//! and `vb.pp(..)` paths are the checkpoint's key names.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::{SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 
-use crate::bf16::Bf16Weight;
-use crate::fused;
+use crate::frozen::Frozen;
+pub use crate::kv_cache::KvCache;
 use crate::lora::{Linear, LoraConfig};
-use crate::ops::{self, AttnMask, Frozen, RopeTable};
+use crate::ops::{self, AttnMask, RopeTable};
 use crate::{Config, Error, Result};
 
 /// Whether dropout is active. Training dropout masks derive from `dropout_seed` (and the layer),
@@ -35,119 +36,21 @@ impl Mode {
     }
 }
 
-/// Keys and values of every layer for the tokens seen so far: (b, kv_heads, t, head_dim) each.
-#[derive(Default, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-}
-
-impl KvCache {
-    /// Number of cached positions.
-    pub fn len(&self) -> usize {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Keeps only the batch rows in `idx` (u32), e.g. when some rows have finished generating.
-    pub fn select_rows(&mut self, idx: &Tensor) -> Result<()> {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.index_select(idx, 0)?;
-            *v = v.index_select(idx, 0)?;
-        }
-        Ok(())
-    }
-
-    /// Appends `other`'s rows below this cache's. The shorter of the two is left-padded with zero
-    /// keys and values to the longer one's length; the caller marks those positions invalid.
-    pub fn append_rows(&mut self, other: KvCache) -> Result<()> {
-        if self.is_empty() {
-            *self = other;
-            return Ok(());
-        }
-        let t = self.len().max(other.len());
-        let pad_front = |x: &Tensor| -> Result<Tensor> {
-            let (b, h, tx, d) = x.dims4()?; // (b, n_kv, t_x, head_dim)
-            if tx == t {
-                return Ok(x.clone());
-            }
-            let zeros = Tensor::zeros((b, h, t - tx, d), x.dtype(), x.device())?;
-            Ok(Tensor::cat(&[&zeros, x], 2)?)
-        };
-        if self.layers.len() != other.layers.len() {
-            return Err(Error::msg("KvCache::append_rows: the caches hold different numbers of layers"));
-        }
-        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
-            match (mine.as_mut(), theirs) {
-                (Some((k, v)), Some((k2, v2))) => {
-                    *k = Tensor::cat(&[pad_front(k)?, pad_front(&k2)?], 0)?;
-                    *v = Tensor::cat(&[pad_front(v)?, pad_front(&v2)?], 0)?;
-                }
-                (None, None) => {}
-                _ => return Err(Error::msg("KvCache::append_rows: a layer is cached in one cache only")),
-            }
-        }
-        Ok(())
-    }
-
-    /// Drops the first `n` cached positions of every row (positions no row can attend to).
-    pub fn drop_leading(&mut self, n: usize) -> Result<()> {
-        let t = self.len();
-        if n > t {
-            return Err(Error::msg(format!("KvCache::drop_leading: {n} positions asked, {t} cached")));
-        }
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.narrow(2, n, t - n)?;
-            *v = v.narrow(2, n, t - n)?;
-        }
-        Ok(())
-    }
-}
-
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    n_heads: usize,
-    n_kv: usize,
-    head_dim: usize,
-}
-
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-struct Block {
-    self_attn: Attention,
-    mlp: Mlp,
-    input_layernorm: Tensor,
-    post_attention_layernorm: Tensor,
-}
-
-/// Qwen2 causal language model.
-pub struct Qwen2 {
-    cfg: Config,
-    embed_tokens: Tensor, // (vocab, h)
-    layers: Vec<Block>,
-    norm: Tensor,
-    lm_head: Tensor, // (vocab, h); the embedding when tied
-    lm_head_half: Option<Tensor>,
-    /// bf16 copies of the vocabulary projection for training ([`Qwen2::use_bf16_matmuls`]).
-    lm_head_bf16: Option<Arc<Bf16Weight>>,
-    /// The embedding is tied and released: token rows come from `lm_head_bf16`.
-    embed_from_bf16: bool,
-    lora: Option<LoraConfig>,
-}
-
 fn linear(vb: &VarBuilder, name: &str, out: usize, inp: usize, bias: bool, id: u64) -> Result<Linear> {
     let vb = vb.pp(name);
     let w = vb.get((out, inp), "weight")?;
     let b = if bias { Some(vb.get(out, "bias")?) } else { None };
     Ok(Linear::new(w, b, id))
+}
+
+struct Attention {
+    q_proj: Linear, // (nh·hd, h), with bias
+    k_proj: Linear, // (nkv·hd, h), with bias
+    v_proj: Linear, // (nkv·hd, h), with bias
+    o_proj: Linear, // (h, nh·hd)
+    n_heads: usize,
+    n_kv: usize,
+    head_dim: usize,
 }
 
 impl Attention {
@@ -166,6 +69,8 @@ impl Attention {
         })
     }
 
+    /// x (b, t, h) → (b, t, h). With a cache, keys and values of earlier steps are prepended and
+    /// the cache then holds this step's too.
     fn forward(
         &self,
         x: &Tensor,
@@ -178,14 +83,14 @@ impl Attention {
         let (nh, nkv, hd) = (self.n_heads, self.n_kv, self.head_dim);
         let q = self.q_proj.forward(x, seed)?.reshape((b, t, nh, hd))?; // (b, t, nh, hd)
         let k = self.k_proj.forward(x, seed)?.reshape((b, t, nkv, hd))?; // (b, t, nkv, hd)
-        let v = self.v_proj.forward(x, seed)?.reshape((b, t, nkv, hd))?;
+        let v = self.v_proj.forward(x, seed)?.reshape((b, t, nkv, hd))?; // (b, t, nkv, hd)
         let q = ops::rope(&q, rope)?; // (b, nh, t, hd)
         let mut k = ops::rope(&k, rope)?; // (b, nkv, t, hd)
         let mut v = v.transpose(1, 2)?.contiguous()?; // (b, nkv, t, hd)
         if let Some(cache) = cache {
             if let Some((pk, pv)) = cache.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?; // (b, nkv, t_k, hd)
-                v = Tensor::cat(&[pv, &v], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?; // (b, nkv, t_k, hd)
             }
             *cache = Some((k.clone(), v.clone()));
         }
@@ -193,11 +98,17 @@ impl Attention {
         let g = nh / nkv;
         let q = q.reshape((b, nkv, g * t, hd))?; // (b, nkv, g·t, hd)
         let scores = q.matmul(&k.t()?)?; // (b, nkv, g·t, t_k)
-        let p = ops::masked_softmax(&scores, mask, 1.0 / (hd as f64).sqrt(), t)?;
+        let p = ops::masked_softmax(&scores, mask, 1.0 / (hd as f64).sqrt(), t)?; // (b, nkv, g·t, t_k)
         let o = p.matmul(&v)?; // (b, nkv, g·t, hd)
-        let o = o.reshape((b, nh, t, hd))?.transpose(1, 2)?.contiguous()?.reshape((b, t, nh * hd))?;
-        self.o_proj.forward(&o, seed)
+        let o = o.reshape((b, nh, t, hd))?.transpose(1, 2)?.contiguous()?.reshape((b, t, nh * hd))?; // (b, t, nh·hd)
+        self.o_proj.forward(&o, seed) // (b, t, h)
     }
+}
+
+struct Mlp {
+    gate_proj: Linear, // (i, h)
+    up_proj: Linear,   // (i, h)
+    down_proj: Linear, // (h, i)
 }
 
 impl Mlp {
@@ -211,6 +122,7 @@ impl Mlp {
         })
     }
 
+    /// x (b, t, h) → (b, t, h).
     fn forward(&self, x: &Tensor, seed: Option<u64>) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x, seed)?; // (b, t, i)
         let up = self.up_proj.forward(x, seed)?; // (b, t, i)
@@ -219,15 +131,49 @@ impl Mlp {
         if seed.is_some()
             && down.adapter().is_none()
             && down.bias().is_none()
-            && fused::swiglu_down_applies(&gate, &down.frozen())
+            && ops::swiglu_down_applies(&gate, down.frozen())
         {
-            return fused::swiglu_down(&gate, &up, &down.frozen()); // (b, t, h)
+            return ops::swiglu_down(&gate, &up, down.frozen()); // (b, t, h)
         }
         down.forward(&ops::swiglu(&gate, &up)?, seed) // (b, t, h)
     }
 }
 
+struct Block {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: Tensor,          // (h,)
+    post_attention_layernorm: Tensor, // (h,)
+}
+
 impl Block {
+    fn new(cfg: &Config, vb: &VarBuilder, layer: u64) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            self_attn: Attention::new(cfg, &vb.pp("self_attn"), layer)?,
+            mlp: Mlp::new(cfg, &vb.pp("mlp"), layer)?,
+            input_layernorm: vb.get(h, "input_layernorm.weight")?,
+            post_attention_layernorm: vb.get(h, "post_attention_layernorm.weight")?,
+        })
+    }
+
+    /// x (b, t, h) → (b, t, h).
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: Tensor,
+        rope: &RopeTable,
+        mask: &AttnMask,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        seed: Option<u64>,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let a = self.self_attn.forward(&ops::rms_norm(&x, &self.input_layernorm, eps)?, rope, mask, cache, seed)?;
+        let x = (x + a)?; // (b, t, h)
+        let m = self.mlp.forward(&ops::rms_norm(&x, &self.post_attention_layernorm, eps)?, seed)?;
+        Ok((x + m)?) // (b, t, h)
+    }
+
     fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
         let (a, m) = (&mut self.self_attn, &mut self.mlp);
         [
@@ -240,6 +186,7 @@ impl Block {
             ("down_proj", &mut m.down_proj),
         ]
     }
+
     fn linears(&self) -> [(&'static str, &Linear); 7] {
         let (a, m) = (&self.self_attn, &self.mlp);
         [
@@ -260,6 +207,20 @@ pub fn module_path(layer: usize, module: &str) -> String {
     format!("model.layers.{layer}.{group}.{module}")
 }
 
+/// Qwen2 causal language model.
+pub struct Qwen2 {
+    cfg: Config,
+    /// (vocab, h). `None` when it is tied to `lm_head` and was released for bf16 training: token
+    /// rows then come (bf16-rounded) from `lm_head`'s packing.
+    embed_tokens: Option<Tensor>,
+    layers: Vec<Block>,
+    norm: Tensor,    // (h,)
+    lm_head: Frozen, // (vocab, h); the embedding when tied
+    lora: Option<LoraConfig>,
+    dtype: DType,
+    device: Device,
+}
+
 impl Qwen2 {
     /// Builds the model from HF-named weights; `lora` attaches fresh adapters (A kaiming, B = 0,
     /// seed 0; see [`Qwen2::attach_lora`] to choose the seed).
@@ -275,28 +236,19 @@ impl Qwen2 {
         let (v, h) = (cfg.vocab_size, cfg.hidden_size);
         let embed_tokens = vb.get((v, h), "model.embed_tokens.weight")?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|l| {
-                let vb = vb.pp(format!("model.layers.{l}"));
-                Ok(Block {
-                    self_attn: Attention::new(cfg, &vb.pp("self_attn"), l as u64)?,
-                    mlp: Mlp::new(cfg, &vb.pp("mlp"), l as u64)?,
-                    input_layernorm: vb.get(h, "input_layernorm.weight")?,
-                    post_attention_layernorm: vb.get(h, "post_attention_layernorm.weight")?,
-                })
-            })
+            .map(|l| Block::new(cfg, &vb.pp(format!("model.layers.{l}")), l as u64))
             .collect::<Result<Vec<_>>>()?;
         let norm = vb.get(h, "model.norm.weight")?;
         let lm_head =
             if vb.contains_tensor("lm_head.weight") { vb.get((v, h), "lm_head.weight")? } else { embed_tokens.clone() };
         let mut model = Self {
             cfg: cfg.clone(),
-            embed_tokens,
+            dtype: embed_tokens.dtype(),
+            device: embed_tokens.device().clone(),
+            embed_tokens: Some(embed_tokens),
             layers,
             norm,
-            lm_head,
-            lm_head_half: None,
-            lm_head_bf16: None,
-            embed_from_bf16: false,
+            lm_head: Frozen::Dense(lm_head),
             lora: None,
         };
         if let Some(l) = lora {
@@ -305,14 +257,107 @@ impl Qwen2 {
         Ok(model)
     }
 
+    /// ids (b, t) u32, attention_mask (b, t) u32 (1 = token, 0 = padding) → hidden (b, t, h)
+    /// after the final norm. Positions count real tokens only, so left-padded rows match
+    /// unpadded ones.
+    pub fn forward_hidden(&self, ids: &Tensor, attention_mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let valid: Vec<u8> = attention_mask
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1::<u32>()?
+            .iter()
+            .map(|&m| (m != 0) as u8)
+            .collect();
+        if valid.len() != b * t {
+            return Err(Error::msg(format!("attention_mask has {} entries for ids of shape ({b}, {t})", valid.len())));
+        }
+        let positions = positions_from_mask(&valid, b, t, &vec![0; b]);
+        self.forward_with(ids, &positions, AttnMask::new(valid, t), None, mode)
+    }
+
+    /// One step of cached decoding: `ids (b, t_new)` at `positions` (b·t_new), `key_valid`
+    /// (b, t_cached + t_new) marks real tokens; appends to `cache`.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        key_valid: Vec<u8>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let t_k = cache.len() + ids.dim(1)?;
+        self.forward_with(ids, positions, AttnMask::new(key_valid, t_k), Some(cache), Mode::Eval)
+    }
+
+    /// ids (b, t) at `positions` (b·t) → hidden (b, t, h) after the final norm.
+    fn forward_with(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        mask: AttnMask,
+        mut cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let rope = RopeTable::new(positions, self.cfg.head_dim(), self.cfg.rope_theta);
+        let mut x = self.embed(ids)?; // (b, t, h)
+        if let Some(c) = cache.as_deref_mut() {
+            c.resize(self.layers.len());
+        }
+        let seed = mode.seed();
+        let eps = self.cfg.rms_norm_eps;
+        for (l, block) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(l));
+            x = block.forward(x, &rope, &mask, layer_cache, seed, eps)?; // (b, t, h)
+        }
+        ops::rms_norm(&x, &self.norm, eps) // (b, t, h)
+    }
+
+    /// Token embeddings: ids (b, t) → (b, t, h).
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let h = self.cfg.hidden_size;
+        match (&self.embed_tokens, &self.lm_head) {
+            (Some(embed), _) => Ok(embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?),
+            (None, Frozen::Bf16(head)) => {
+                let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+                let vocab = self.cfg.vocab_size;
+                if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(Error::msg(format!("token id {bad} is outside the vocabulary of {vocab}")));
+                }
+                let mut x = vec![0f32; ids.len() * h]; // (b·t, h)
+                x.par_chunks_mut(h).zip(ids.par_iter()).for_each(|(row, &id)| head.row_into(id as usize, row));
+                Ok(Tensor::from_vec(x, (b, t, h), &self.device)?)
+            }
+            (None, _) => Err(Error::msg("internal: the embedding was released but the head is not packed")),
+        }
+    }
+
+    /// hidden (n, h) → logits (n, vocab), in f32 (f64 for an f64 model). Call it only on the rows
+    /// you need: the vocabulary projection is the largest matmul per token.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let hidden = if hidden.rank() == 1 { hidden.unsqueeze(0)? } else { hidden.clone() };
+        let logits = ops::linear(&hidden, &self.lm_head, None)?; // (n, vocab)
+        Ok(if logits.dtype() == DType::F64 { logits } else { logits.to_dtype(DType::F32)? })
+    }
+
+    /// Last real position of each row's hidden state (b, t, h) → logits (b, vocab).
+    pub fn last_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let (_, t, _) = hidden.dims3()?;
+        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
     pub fn device(&self) -> &Device {
-        self.embed_tokens.device()
+        &self.device
     }
     pub fn dtype(&self) -> DType {
-        self.embed_tokens.dtype()
+        self.dtype
+    }
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
     }
     /// The adapter's configuration, when one is attached.
     pub fn lora_config(&self) -> Option<&LoraConfig> {
@@ -381,8 +426,8 @@ impl Qwen2 {
     }
 
     /// Decoding steps read f16 copies of the projection and vocabulary weights (f32 CPU models):
-    /// decoding is bound by reading the weights, so this nearly doubles tokens/s, at f16's
-    /// rounding of the weights (logits move by ~1e-3). Inference only: merge adapters first.
+    /// decoding is bound by reading the weights, so halving the bytes read speeds it up, at
+    /// f16's rounding of the weights. Inference only: merge adapters first.
     pub fn use_half_weights_for_decoding(&mut self) -> Result<()> {
         if self.lora.is_some() {
             return Err(Error::msg("use_half_weights_for_decoding: merge the adapter first"));
@@ -395,15 +440,13 @@ impl Qwen2 {
                 lin.keep_half_copy()?;
             }
         }
-        if self.lm_head.dtype() == DType::F32 && self.lm_head.device().is_cpu() {
-            self.lm_head_half = Some(self.lm_head.to_dtype(DType::F16)?);
-        }
+        self.lm_head = self.lm_head.clone().with_half_copy("use_half_weights_for_decoding")?;
         Ok(())
     }
 
     /// Training in mixed precision: every frozen projection and the vocabulary projection multiply
-    /// in bf16 with f32 sums ([`crate::bf16`]), about twice the f32 rate on CPUs with
-    /// AVX512-BF16. The f32 weights are released — a tied embedding too, its rows then read
+    /// in bf16 with f32 sums ([`crate::bf16`]), twice the multiply-adds per instruction of f32 on
+    /// CPUs with AVX512-BF16. The f32 weights are released — a tied embedding too, its rows then read
     /// (bf16-rounded) from the vocabulary projection's copy — so afterwards every forward runs
     /// through the bf16 products, and the model can no longer merge, export its weights or keep
     /// f16 decoding copies (those calls return errors). Fails, changing nothing, on other CPUs or
@@ -415,20 +458,14 @@ impl Qwen2 {
         if self.dtype() != DType::F32 || !self.device().is_cpu() {
             return Err(Error::msg(format!("bf16 matmuls need an f32 model on the CPU, not {:?}", self.dtype())));
         }
-        let (v, h) = self.lm_head.dims2()?;
-        // Packed straight from the weight's storage: a copy would add its size to the peak.
-        let head = crate::fused::with_data::<f32, _>(&self.lm_head.contiguous()?, |w| {
-            Bf16Weight::new(w, v, h).map_err(|e| candle_core::Error::Msg(e.to_string()))
-        })?;
-        self.lm_head_bf16 = Some(Arc::new(head));
-        self.lm_head_half = None;
-        // Same shape, dtype and device, no data.
-        let placeholder = Tensor::zeros((), DType::F32, self.device())?.broadcast_as((v, h))?;
-        if self.lm_head.id() == self.embed_tokens.id() {
-            self.embed_tokens = placeholder.clone();
-            self.embed_from_bf16 = true;
+        let tied = match (self.lm_head.dense(), &self.embed_tokens) {
+            (Some(head), Some(embed)) => head.id() == embed.id(),
+            _ => false,
+        };
+        self.lm_head = self.lm_head.to_bf16()?;
+        if tied {
+            self.embed_tokens = None;
         }
-        self.lm_head = placeholder;
         for block in &mut self.layers {
             for (_, lin) in block.linears_mut() {
                 lin.use_bf16()?;
@@ -439,20 +476,22 @@ impl Qwen2 {
 
     /// Whether [`Qwen2::use_bf16_matmuls`] is in effect.
     pub fn uses_bf16_matmuls(&self) -> bool {
-        self.lm_head_bf16.is_some()
+        matches!(self.lm_head, Frozen::Bf16(_))
     }
 
     /// Every base tensor under its HF name (after a merge, the merged weights). An error after
     /// [`Qwen2::use_bf16_matmuls`], which released them.
     pub fn named_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        let released = || Error::msg("named_weights: the f32 weights were released for bf16 training");
         if self.uses_bf16_matmuls() {
-            return Err(Error::msg("named_weights: the f32 weights were released for bf16 training"));
+            return Err(released());
         }
-        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
+        let embed = self.embed_tokens.as_ref().ok_or_else(released)?;
+        let mut out = vec![("model.embed_tokens.weight".to_string(), embed.clone())];
         for (l, block) in self.layers.iter().enumerate() {
             for (name, lin) in block.linears() {
                 let p = module_path(l, name);
-                out.push((format!("{p}.weight"), lin.weight().clone()));
+                out.push((format!("{p}.weight"), lin.weight().ok_or_else(released)?.clone()));
                 if let Some(b) = lin.bias() {
                     out.push((format!("{p}.bias"), b.clone()));
                 }
@@ -465,114 +504,9 @@ impl Qwen2 {
         }
         out.push(("model.norm.weight".into(), self.norm.clone()));
         if !self.cfg.tie_word_embeddings {
-            out.push(("lm_head.weight".into(), self.lm_head.clone()));
+            out.push(("lm_head.weight".into(), self.lm_head.dense().ok_or_else(released)?.clone()));
         }
         Ok(out)
-    }
-
-    /// ids (b, t) u32, attention_mask (b, t) u32 (1 = token, 0 = padding) → hidden (b, t, h)
-    /// after the final norm. Positions count real tokens only, so left-padded rows match
-    /// unpadded ones.
-    pub fn forward_hidden(&self, ids: &Tensor, attention_mask: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let valid: Vec<u8> = attention_mask
-            .to_dtype(DType::U32)?
-            .flatten_all()?
-            .to_vec1::<u32>()?
-            .iter()
-            .map(|&m| (m != 0) as u8)
-            .collect();
-        if valid.len() != b * t {
-            return Err(Error::msg(format!("attention_mask has {} entries for ids of shape ({b}, {t})", valid.len())));
-        }
-        let positions = positions_from_mask(&valid, b, t, &vec![0; b]);
-        self.forward_with(ids, &positions, AttnMask::new(valid, t), None, mode)
-    }
-
-    /// One step of cached decoding: `ids (b, t_new)` at `positions` (b·t_new), `key_valid`
-    /// (b, t_cached + t_new) marks real tokens; appends to `cache`.
-    pub fn forward_cached(
-        &self,
-        ids: &Tensor,
-        positions: &[u32],
-        key_valid: Vec<u8>,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
-        let t_k = cache.len() + ids.dim(1)?;
-        self.forward_with(ids, positions, AttnMask::new(key_valid, t_k), Some(cache), Mode::Eval)
-    }
-
-    fn forward_with(
-        &self,
-        ids: &Tensor,
-        positions: &[u32],
-        mask: AttnMask,
-        mut cache: Option<&mut KvCache>,
-        mode: Mode,
-    ) -> Result<Tensor> {
-        let rope = RopeTable::new(positions, self.cfg.head_dim(), self.cfg.rope_theta);
-        let mut x = self.embed(ids)?; // (b, t, h)
-        if let Some(c) = cache.as_deref_mut() {
-            c.layers.resize_with(self.layers.len(), || None);
-        }
-        let seed = mode.seed();
-        let eps = self.cfg.rms_norm_eps;
-        for (l, block) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[l]);
-            let a = block.self_attn.forward(
-                &ops::rms_norm(&x, &block.input_layernorm, eps)?,
-                &rope,
-                &mask,
-                layer_cache,
-                seed,
-            )?;
-            x = (x + a)?;
-            let m = block.mlp.forward(&ops::rms_norm(&x, &block.post_attention_layernorm, eps)?, seed)?;
-            x = (x + m)?;
-        }
-        ops::rms_norm(&x, &self.norm, eps)
-    }
-
-    /// Token embeddings: ids (b, t) → (b, t, h).
-    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let h = self.cfg.hidden_size;
-        match &self.lm_head_bf16 {
-            Some(head) if self.embed_from_bf16 => {
-                let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-                let vocab = self.cfg.vocab_size;
-                if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-                    return Err(Error::msg(format!("token id {bad} is outside the vocabulary of {vocab}")));
-                }
-                let mut x = vec![0f32; ids.len() * h];
-                x.par_chunks_mut(h).zip(ids.par_iter()).for_each(|(row, &id)| head.row_into(id as usize, row));
-                Ok(Tensor::from_vec(x, (b, t, h), self.device())?)
-            }
-            _ => Ok(self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?),
-        }
-    }
-
-    /// hidden (n, h) → logits (n, vocab), in f32 (f64 for an f64 model). Call it only on the rows
-    /// you need: the vocabulary projection is the largest matmul per token.
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let hidden = if hidden.rank() == 1 { hidden.unsqueeze(0)? } else { hidden.clone() };
-        let head = match &self.lm_head_bf16 {
-            Some(p) => Frozen::Bf16(p.clone()),
-            None => Frozen::Dense(self.lm_head.clone()),
-        };
-        let logits = ops::linear_frozen(&hidden, &head, self.lm_head_half.as_ref(), None)?;
-        Ok(if logits.dtype() == DType::F64 { logits } else { logits.to_dtype(DType::F32)? })
-    }
-
-    /// Last real position of each row's hidden state → logits (b, vocab).
-    pub fn last_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let (_, t, _) = hidden.dims3()?;
-        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)
-    }
-
-    /// Number of layers.
-    pub fn num_layers(&self) -> usize {
-        self.layers.len()
     }
 }
 

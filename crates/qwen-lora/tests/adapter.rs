@@ -87,7 +87,7 @@ fn save_then_load_gives_identical_tensors_and_logits() {
     let model = tiny_lora_model(SEED, DType::F32, &all_modules());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("adapter");
-    save_adapter(&model, &dir, "tiny-base").unwrap();
+    save_adapter(&model, &dir, &"tiny-base".into()).unwrap();
 
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap()).unwrap();
@@ -96,6 +96,14 @@ fn save_then_load_gives_identical_tensors_and_logits() {
     assert_eq!(cfg["r"], 4);
     assert_eq!(cfg["lora_alpha"], 8.0);
     assert_eq!(cfg["base_model_name_or_path"], "tiny-base");
+    assert_eq!(cfg["revision"], serde_json::Value::Null);
+    // A base with a revision (a hub commit, or a GGUF file's hash) is recorded with it.
+    let base = qwen_lora::BaseModelId { name_or_path: "Qwen/x".into(), revision: Some("7ae5576".into()) };
+    let with_rev = tmp.path().join("with-revision");
+    save_adapter(&model, &with_rev, &base).unwrap();
+    let rev: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(with_rev.join(CONFIG_FILE)).unwrap()).unwrap();
+    assert_eq!((rev["base_model_name_or_path"].as_str(), rev["revision"].as_str()), (Some("Qwen/x"), Some("7ae5576")));
     assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
     assert_eq!(cfg["fan_in_fan_out"], false);
     assert!(cfg.get("use_dora").is_none() && cfg.get("rank_pattern").is_none());
@@ -177,7 +185,7 @@ fn a_hand_written_peft_adapter_changes_the_logits_as_expected() {
 fn read_adapter_groups_pairs_without_a_model() {
     let model = tiny_lora_model(SEED, DType::F32, &all_modules());
     let tmp = tempfile::tempdir().unwrap();
-    save_adapter(&model, tmp.path(), "x").unwrap();
+    save_adapter(&model, tmp.path(), &"x".into()).unwrap();
     let ad = read_adapter(tmp.path()).unwrap();
     assert_eq!(ad.pairs.len(), 7 * tiny_config().num_hidden_layers);
     assert!(ad.pairs.contains_key(&(1, "down_proj".to_string())));

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
-use qwen_lora::fused;
+use qwen_lora::frozen::Frozen;
 use qwen_lora::lora::LoraConfig;
 use qwen_lora::model::{Mode, Qwen2};
 use qwen_lora::ops::{self, AttnMask, RopeTable};
@@ -45,7 +45,7 @@ fn check_op(name: &str, x0: &Tensor, f: impl Fn(&Tensor) -> Tensor) {
 
 #[test]
 fn frozen_linear_backward() {
-    let w = det(&[5, 4], 1);
+    let w = Frozen::Dense(det(&[5, 4], 1));
     let b = det(&[5], 2);
     check_op("linear", &det(&[2, 3, 4], 3), |x| ops::linear(x, &w, Some(&b)).unwrap());
 }
@@ -68,9 +68,8 @@ fn swiglu_backward_for_both_inputs() {
 fn lora_linear_backward_for_input_and_both_factors_under_dropout() {
     // x (2, 3, 6), W (5, 6), bias (5), A (2, 6), B (5, 2), scale 1.5, a third of the inputs dropped.
     let (x, w, bias, a, b) = (det(&[2, 3, 6], 11), det(&[5, 6], 12), det(&[5], 13), det(&[2, 6], 14), det(&[5, 2], 15));
-    let w = ops::Frozen::Dense(w);
-    let f =
-        |x: &Tensor, a: &Tensor, b: &Tensor| fused::lora_linear(x, &w, Some(&bias), a, b, 1.5, 1.0 / 3.0, 7).unwrap();
+    let w = Frozen::Dense(w);
+    let f = |x: &Tensor, a: &Tensor, b: &Tensor| ops::lora_linear(x, &w, Some(&bias), a, b, 1.5, 1.0 / 3.0, 7).unwrap();
     check_op("lora_linear(x)", &x, |x| f(x, &a, &b));
     check_op("lora_linear(A)", &a, |a| f(&x, a, &b));
     check_op("lora_linear(B)", &b, |b| f(&x, &a, b));
@@ -78,9 +77,9 @@ fn lora_linear_backward_for_input_and_both_factors_under_dropout() {
 
 #[test]
 fn swiglu_down_backward_for_both_inputs() {
-    let (g, u, w) = (det(&[2, 3, 5], 16), det(&[2, 3, 5], 17), ops::Frozen::Dense(det(&[4, 5], 18)));
-    check_op("swiglu_down(gate)", &g, |g| fused::swiglu_down(g, &u, &w).unwrap());
-    check_op("swiglu_down(up)", &u, |u| fused::swiglu_down(&g, u, &w).unwrap());
+    let (g, u, w) = (det(&[2, 3, 5], 16), det(&[2, 3, 5], 17), Frozen::Dense(det(&[4, 5], 18)));
+    check_op("swiglu_down(gate)", &g, |g| ops::swiglu_down(g, &u, &w).unwrap());
+    check_op("swiglu_down(up)", &u, |u| ops::swiglu_down(&g, u, &w).unwrap());
 }
 
 #[test]

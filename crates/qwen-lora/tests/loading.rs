@@ -292,7 +292,7 @@ fn gguf_of_another_architecture_is_rejected() {
     assert!(e.contains("llama.gguf") && e.contains("'llama'") && e.contains("qwen2"), "{e}");
 }
 
-/// The real 0.5B checkpoint (see shared/MODELS.md); run with
+/// The real 0.5B checkpoint (`scripts/fetch-model.sh 0.5b` fetches it); run with
 /// `QWEN_GGUF=path cargo test -p qwen-lora --release --test loading -- --ignored --nocapture`.
 #[test]
 #[ignore = "needs the real 0.5B GGUF (QWEN_GGUF or models/qwen2.5-coder-0.5b-instruct.gguf)"]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde_json::Value;
+use train_summary::{ReadError, TrainSummary};
 
 /// Compare evaluation reports (and training summaries) in one Markdown table.
 #[derive(Debug, Parser)]
@@ -43,39 +43,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("\n| training run | steps | time | tokens/s | best epoch | best eval loss | peak memory |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for path in &args.train {
-            let text = std::fs::read_to_string(path).with_context(|| format!("--train {}", path.display()))?;
-            let s: Value =
-                serde_json::from_str(&text).with_context(|| format!("--train {}: not JSON", path.display()))?;
-            let num = |k: &str| s[k].as_f64();
+            let s = TrainSummary::read(path).map_err(|e| match e {
+                ReadError::Io(e) => anyhow::Error::new(e).context(format!("--train {}", path.display())),
+                e => anyhow::anyhow!("--train {}: {e}", path.display()),
+            })?;
             // train_seconds covers every invocation of a resumed run, like tokens_per_sec.
-            let (Some(secs), Some(tps)) = (num("train_seconds"), num("tokens_per_sec")) else {
-                bail!(
-                    "--train {}: not a train-qwen-lora summary.json (no train_seconds/tokens_per_sec)",
-                    path.display()
-                );
-            };
             println!(
                 "| {} | {} | {:.1} min | {:.1} | {} | {} | {} |",
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(path).display(),
-                s["global_steps"],
-                secs / 60.0,
-                tps,
-                s["best_epoch"].as_u64().map_or("n/a".into(), |e| e.to_string()),
-                num("best_eval_loss").map_or("n/a".into(), |l| format!("{l:.4}")),
-                num("peak_memory_bytes").map_or("n/a".into(), |b| format!("{:.0} MiB", b / (1 << 20) as f64)),
+                s.global_steps,
+                s.train_seconds / 60.0,
+                s.tokens_per_sec,
+                s.best_epoch.map_or("n/a".into(), |e| e.to_string()),
+                s.best_eval_loss.map_or("n/a".into(), |l| format!("{l:.4}")),
+                s.peak_memory_bytes.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64)),
             );
         }
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-}
+cli_support::args_test!(Args);

@@ -51,3 +51,42 @@ fn bad_specs_and_files_are_named() {
         .failure()
         .stderr(predicate::str::contains("junk.json"));
 }
+
+#[test]
+fn training_runs_are_read_from_their_typed_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = report(dir.path(), "good.json", "依據公司規範:先裝用戶端。");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let summary = train_summary::TrainSummary {
+        status: train_summary::RunStatus::Completed,
+        global_steps: 12,
+        total_steps: 12,
+        wall_seconds: 130.0,
+        train_seconds: 120.0,
+        train_tokens: 6000,
+        tokens_per_sec: 50.0,
+        best_epoch: Some(2),
+        best_eval_loss: Some(0.123456),
+        peak_memory_bytes: Some(3 << 30),
+        final_model: None,
+        checkpoint: None,
+        bf16_products: false,
+    };
+    let path = run.join(train_summary::SUMMARY_FILE);
+    std::fs::write(&path, serde_json::to_string(&summary).unwrap()).unwrap();
+    Command::cargo_bin("results-table")
+        .unwrap()
+        .args(["--report", &format!("good={good}"), "--train", path.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("| 12 | 2.0 min | 50.0 | 2 | 0.1235 | 3072 MiB |"));
+
+    std::fs::write(&path, r#"{"global_steps": 12}"#).unwrap();
+    Command::cargo_bin("results-table")
+        .unwrap()
+        .args(["--report", &format!("good={good}"), "--train", path.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("summary.json: not a train-qwen-lora summary.json"));
+}

@@ -9,93 +9,16 @@
 //! test-qwen-lora --answers-from test_outputs/base.json --report test_outputs/base-rescored.json
 //! ```
 
+mod args;
+
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use kb_dataset::{Kb, Templates, read_jsonl};
-use lora_eval::{EvalOptions, PrintOptions, evaluate, print_report, read_report, write_report};
-use postprocess::{PostProcessor, Retriever, Rules};
-use qwen_lora::cli::{AdapterArgs, GenerationArgs, ModelArgs};
-use qwen_lora::inference::load_model_with;
+use kb_dataset::{Kb, read_jsonl};
+use lora_eval::{PrintOptions, RawAnswers, evaluate_answers, print_report, read_report, write_report};
 
-/// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
-/// refusal accuracy, per-doc accuracy.
-#[derive(Debug, Parser)]
-#[command(version, about, help_expected = true, allow_negative_numbers = true)]
-struct Args {
-    #[command(flatten)]
-    model: ModelArgs,
-
-    #[command(flatten)]
-    adapter: AdapterArgs,
-
-    /// Eval set: ChatML JSONL lines with the expected answers.
-    #[arg(long, value_name = "FILE", default_value = "data/eval_qwen_v1.jsonl")]
-    eval: PathBuf,
-
-    /// Knowledge base the post-processing corrects answers from.
-    #[arg(long, value_name = "FILE", default_value = "data/kb.jsonl")]
-    kb: PathBuf,
-
-    /// The training set the adapter learned from: post-processing indexes its questions for
-    /// retrieval and calibrates its thresholds on them (never on --eval).
-    #[arg(long, value_name = "FILE", default_value = "data/train_qwen_v1.jsonl")]
-    train: PathBuf,
-
-    /// Post-process without retrieval: KB matching and --rules only.
-    #[arg(long)]
-    no_retrieval: bool,
-
-    /// Retrieval overrules the model only at margins where it was right this often on training
-    /// questions it had not seen (leave-one-out over --train).
-    #[arg(long, value_name = "P", default_value_t = postprocess::CONFIDENT_PRECISION)]
-    retrieval_precision: f64,
-
-    /// Optional rules file of explicit overrides (per-topic question patterns and the KB doc they
-    /// point to, e.g. data/rules.toml), applied before retrieval.
-    #[arg(long, value_name = "FILE")]
-    rules: Option<PathBuf>,
-
-    /// Question templates, used only to label docs by topic in the report (skipped when missing).
-    #[arg(long, value_name = "FILE", default_value = "data/questions.toml")]
-    questions: PathBuf,
-
-    /// Evaluate only the first N questions.
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
-
-    /// Score the model's answers as generated, without post-processing.
-    #[arg(long)]
-    no_postprocess: bool,
-
-    /// An answer this similar (difflib ratio) to a KB entry counts as KB_MATCH.
-    #[arg(long, value_name = "RATIO", default_value_t = 0.80)]
-    kb_match_threshold: f64,
-
-    /// JSON report to write (its directory is created).
-    #[arg(long, value_name = "FILE", default_value = "test_outputs/test_results_qwen_with_source.json")]
-    report: PathBuf,
-
-    /// Questions shown in full at the top of the report.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    examples: usize,
-
-    /// Lowest-scoring questions shown at the end of the report.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    worst: usize,
-
-    /// Do not run the model: take each question's raw answer from this earlier report and only
-    /// post-process and score again (seconds, for editing --rules or --kb-match-threshold). Its
-    /// generation time is carried over.
-    #[arg(long, value_name = "REPORT", conflicts_with_all = ["adapter", "no_adapter"])]
-    answers_from: Option<PathBuf>,
-
-    #[command(flatten)]
-    generation: GenerationArgs,
-}
+use crate::args::Args;
 
 fn main() -> std::process::ExitCode {
     cli_support::main(|| run(Args::parse()))
@@ -122,37 +45,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let kb = Kb::load(&args.kb).context("reading --kb")?;
     kb_dataset::check_doc_ids(&samples, &kb, &args.eval)?;
-    let post = if args.no_postprocess { None } else { Some(post_processor(&args, &kb)?) };
-    let doc_labels = topic_labels(&args, &kb);
-    if let Some(from) = &args.answers_from {
-        let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
-        let raw = earlier.raw_answers_to(&samples, from).context("--answers-from")?;
-        // One batch of all questions: the "generator" hands back the answers looked up above.
-        let options = EvalOptions { batch_size: samples.len() };
-        let mut report = evaluate(&samples, post.as_ref(), options, |_| Ok::<_, Infallible>(raw.clone()))?;
-        report.summary.generation_seconds = earlier.summary.generation_seconds;
-        return finish(&args, &report, doc_labels);
-    }
-    let gen_cfg = args.generation.config()?;
-    let adapter = args.adapter.dir()?;
-
-    let loaded = load_model_with(&args.model, adapter, !args.generation.f32_weights).context("loading the model")?;
-    let bar = cli_support::progress_bar(samples.len() as u64, "answering");
-    // One generator call for the whole set: the generator sorts prompts by length and batches them.
-    let options = EvalOptions { batch_size: samples.len() };
-    let report = evaluate(&samples, post.as_ref(), options, |questions| {
-        let prompts: Vec<String> = questions.iter().map(|q| kb_dataset::prompt(q)).collect();
-        loaded.generate_texts(&prompts, &gen_cfg, |done| bar.set_position(done as u64))
-    })?;
-    bar.finish_and_clear();
-    let s = &report.summary;
-    tracing::info!(
-        questions = s.total_tests,
-        secs = format!("{:.1}", s.generation_seconds),
-        per_question_ms = format!("{:.0}", 1000.0 * s.generation_seconds / s.total_tests as f64),
-        "generated every answer"
-    );
-
+    let post = if args.no_postprocess { None } else { Some(args.post_processor(&kb)?) };
+    let doc_labels = args.topic_labels(&kb);
+    let answers = match &args.answers_from {
+        Some(from) => {
+            let earlier = read_report(from).with_context(|| format!("reading --answers-from {}", from.display()))?;
+            RawAnswers::from_loaded_report(&earlier, from, &samples).context("--answers-from")?
+        }
+        None => {
+            let answers = cli_support::generate_answers(&args.model, &args.adapter, &args.generation, &samples)?;
+            let secs = answers.generation_seconds;
+            tracing::info!(
+                questions = samples.len(),
+                secs = format!("{secs:.1}"),
+                per_question_ms = format!("{:.0}", 1000.0 * secs / samples.len() as f64),
+                "generated every answer"
+            );
+            answers
+        }
+    };
+    let report = evaluate_answers(&samples, post.as_ref(), answers)?;
     finish(&args, &report, doc_labels)
 }
 
@@ -172,52 +84,4 @@ fn finish(args: &Args, report: &lora_eval::Report, doc_labels: HashMap<String, S
         );
     }
     Ok(())
-}
-
-/// KB matching, then retrieval over --train unless --no-retrieval, then --rules if given.
-fn post_processor(args: &Args, kb: &Kb) -> anyhow::Result<PostProcessor> {
-    let mut post = PostProcessor::new(kb.clone(), args.kb_match_threshold).context("--kb-match-threshold")?;
-    if !args.no_retrieval {
-        let training = read_jsonl(&args.train).context("reading --train")?;
-        post = post.with_retriever(
-            Retriever::new(kb, &training, &args.train, args.retrieval_precision)
-                .context("--train, --retrieval-precision")?,
-        );
-    }
-    if let Some(path) = &args.rules {
-        post = post.with_rules(Rules::load(path, kb).context("reading --rules")?);
-    }
-    Ok(post)
-}
-
-/// doc_id → topic, for readable per-doc lines; without the templates file, doc_ids are shown.
-fn topic_labels(args: &Args, kb: &Kb) -> HashMap<String, String> {
-    if !args.questions.is_file() {
-        return HashMap::new();
-    }
-    match Templates::load(&args.questions, kb) {
-        Ok(t) => t.docs().iter().map(|d| (d.doc_id.clone(), d.topic.clone())).collect(),
-        Err(e) => {
-            tracing::warn!("--questions: {:#}; per-doc lines show doc_ids", anyhow::Error::from(e));
-            HashMap::new()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args_are_well_formed() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn adapter_and_no_adapter_conflict() {
-        assert!(Args::try_parse_from(["x", "--no-adapter", "--adapter", "a"]).is_err());
-        let a = Args::try_parse_from(["x", "--no-adapter"]).unwrap();
-        assert!(a.adapter.no_adapter);
-    }
 }

@@ -17,9 +17,8 @@ fn repo(path: &str) -> PathBuf {
 fn tiny_model_and_adapter(dir: &Path) -> (PathBuf, PathBuf) {
     let model_dir = dir.join("tiny");
     qwen_lora::fixture::write_tiny_model(&model_dir, 7).unwrap();
-    let args = qwen_lora::cli::ModelArgs { model: model_dir.display().to_string(), ..Default::default() };
-    let base = args.load().unwrap();
-    let mut model = qwen_lora::model::Qwen2::new(&base.config, base.vb.clone(), None).unwrap();
+    let spec = qwen_lora::ModelSpec::cpu(qwen_lora::load::ModelSource::Dir(model_dir.clone()));
+    let mut base = spec.load().unwrap();
     let mut config = lora_trainer::TrainConfig {
         learning_rate: 1e-2,
         max_steps: Some(6),
@@ -27,16 +26,18 @@ fn tiny_model_and_adapter(dir: &Path) -> (PathBuf, PathBuf) {
         grad_accum: 1,
         warmup_steps: 1,
         save_steps: 0,
+        seed: 3,
+        frozen_matmul: lora_trainer::FrozenMatmul::F32,
         ..Default::default()
     };
     config.lora.lora_dropout = 0.0;
-    model.attach_lora(&config.lora.to_lora_config(), 3).unwrap();
+    let model = lora_trainer::training_model(&mut base, &config).unwrap();
     let eval = kb_dataset::read_jsonl(repo("data/eval_qwen_v1.jsonl")).unwrap();
-    let texts: Vec<String> = eval.iter().take(LIMIT).map(|s| s.text.clone()).collect();
+    let samples = &eval[..LIMIT];
     let out = dir.join("run");
     let mut opts = lora_trainer::TrainOptions::new(&out, "tiny");
     opts.show_progress = false;
-    lora_trainer::train(&model, &base.tokenizer, &texts, &texts, &config, &opts).unwrap();
+    lora_trainer::train(&model, &base.tokenizer, samples, samples, &config, &opts).unwrap();
     (model_dir, out.join("final_model"))
 }
 
@@ -164,11 +165,8 @@ fn bad_inputs_name_the_file_and_line_before_loading_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let missing_model = dir.path().join("no-model");
     let bad_eval = dir.path().join("bad.jsonl");
-    std::fs::write(
-        &bad_eval,
-        "{\"text\": \"<|im_start|>user\\nq<|im_end|>\\n<|im_start|>assistant\\na<|im_end|>\"}\n{\"text\": \"plain\"}\n",
-    )
-    .unwrap();
+    let good = kb_dataset::to_jsonl(&[kb_dataset::Sample::new("q", "a", None, "eval")]);
+    std::fs::write(&bad_eval, good + "{\"text\": \"plain\"}\n").unwrap();
     cmd(&missing_model)
         .args(["--no-adapter", "--eval", bad_eval.to_str().unwrap()])
         .assert()

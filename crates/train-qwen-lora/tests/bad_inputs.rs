@@ -8,9 +8,9 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
 
-fn chatml(q: &str, a: &str) -> String {
-    let text = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>");
-    serde_json::json!({ "text": text, "doc_id": null, "style": "direct" }).to_string()
+/// One data-set line, as kb-dataset writes it.
+fn line(q: &str, a: &str) -> String {
+    kb_dataset::to_jsonl(&[kb_dataset::Sample::new(q, a, None, "direct")]).trim_end().to_string()
 }
 
 struct Setup {
@@ -27,9 +27,9 @@ fn setup() -> Setup {
     let model = root.join("tiny");
     qwen_lora::fixture::write_tiny_model(&model, 7).unwrap();
     let train: Vec<String> =
-        (0..4).map(|i| chatml(&format!("請問年假{i}?"), &format!("依據公司規範:年假{i}天。"))).collect();
+        (0..4).map(|i| line(&format!("請問年假{i}?"), &format!("依據公司規範:年假{i}天。"))).collect();
     std::fs::write(root.join("train.jsonl"), train.join("\n") + "\n").unwrap();
-    std::fs::write(root.join("eval.jsonl"), chatml("請問加班?", "依據公司規範:加班需主管核准。") + "\n").unwrap();
+    std::fs::write(root.join("eval.jsonl"), line("請問加班?", "依據公司規範:加班需主管核准。") + "\n").unwrap();
     let out = root.join("out");
     let p = |name: &str| root.join(name).display().to_string();
     let args = vec![

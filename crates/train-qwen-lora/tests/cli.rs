@@ -5,15 +5,15 @@ use std::path::Path;
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn chatml(q: &str, a: &str) -> String {
-    let text = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>");
-    serde_json::json!({ "text": text, "doc_id": null, "style": "direct" }).to_string()
+/// One data-set line, as kb-dataset writes it.
+fn line(q: &str, a: &str) -> String {
+    kb_dataset::to_jsonl(&[kb_dataset::Sample::new(q, a, None, "direct")]).trim_end().to_string()
 }
 
 fn write_data(dir: &Path) -> (String, String) {
     let train: Vec<String> =
-        (0..6).map(|i| chatml(&format!("請問年假{i}?"), &format!("依據公司規範:年假{i}天。"))).collect();
-    let eval = [chatml("請問加班?", "依據公司規範:加班需主管核准。")];
+        (0..6).map(|i| line(&format!("請問年假{i}?"), &format!("依據公司規範:年假{i}天。"))).collect();
+    let eval = [line("請問加班?", "依據公司規範:加班需主管核准。")];
     let (t, e) = (dir.join("train.jsonl"), dir.join("eval.jsonl"));
     std::fs::write(&t, train.join("\n") + "\n").unwrap();
     std::fs::write(&e, eval.join("\n") + "\n").unwrap();
@@ -29,7 +29,7 @@ fn bad_data_fails_before_training_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let (_, eval) = write_data(dir.path());
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, format!("{}\n\n{{\"text\": 5\n", chatml("q", "a"))).unwrap();
+    std::fs::write(&bad, format!("{}\n\n{{\"text\": 5\n", line("q", "a"))).unwrap();
     let out = dir.path().join("out");
     cmd()
         .args(["--train", bad.to_str().unwrap(), "--eval", &eval, "--output", out.to_str().unwrap()])

@@ -4,12 +4,17 @@
 //! tokens/s counts generated tokens over the whole call, prompt prefill included; "decode only"
 //! subtracts a run with one new token (the prefill) from both tokens and time.
 
+use std::fmt::Write as _;
+
 use qwen_lora::generate::{GenerationConfig, generate};
-use qwen_lora::inference::load_model;
+use qwen_lora::{ChatModel, Decode};
 use serde::{Deserialize, Serialize};
 
-use super::{Settings, eval_prompts};
+use crate::reference::References;
+use crate::settings::{Settings, eval_prompts};
 use crate::sys::{median, timed};
+use crate::table::{Row, rate, row, table};
+use crate::targets::{DECODE_BATCHED, DECODE_ONE, DECODE_VS_LLAMA_CPP};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecodeRun {
@@ -36,7 +41,7 @@ pub struct DecodeResult {
 }
 
 pub fn run(s: &Settings) -> anyhow::Result<DecodeResult> {
-    let loaded = load_model(&s.model, None)?;
+    let loaded = ChatModel::load(&s.model.spec()?, None, Decode::HalfWeights)?;
     let texts = eval_prompts(s)?;
     let n = s.decode_batch.max(1);
     // Distinct prompts; a small eval set is cycled.
@@ -79,4 +84,59 @@ pub fn run(s: &Settings) -> anyhow::Result<DecodeResult> {
         });
     }
     Ok(DecodeResult { max_new_tokens: s.decode_tokens, prompt_tokens, runs })
+}
+
+impl DecodeResult {
+    /// Per batch size: tokens/s against transformers (when there is a figure) and llama.cpp.
+    pub fn rows(&self, refs: &References) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for run in &self.runs {
+            let what = |who: &str| {
+                format!(
+                    "greedy decode, batch {}, {} new tokens each, tokens/s vs {who}",
+                    run.batch, self.max_new_tokens
+                )
+            };
+            let ours = format!("{:.1} tok/s", run.tokens_per_s);
+            if let Some(t) = &refs.transformers_tok_s {
+                let st = run.tokens_per_s / t.value;
+                let target = if run.batch == 1 { DECODE_ONE } else { DECODE_BATCHED };
+                rows.push(row(
+                    &what("transformers one prompt"),
+                    ours.clone(),
+                    rate(t, "tok/s"),
+                    Some(st),
+                    target.check(st),
+                ));
+            }
+            let l = &refs.llama_cpp_tok_s;
+            let sl = run.tokens_per_s / l.value;
+            let lt = if run.batch == 1 { None } else { DECODE_VS_LLAMA_CPP.check(sl) };
+            rows.push(row(&what("llama.cpp one stream"), ours, rate(l, "tok/s"), Some(sl), lt));
+        }
+        rows
+    }
+
+    pub fn details(&self, w: &mut String) {
+        let d = self;
+        let _ = writeln!(
+            w,
+            "### decode (greedy, end-of-sequence ignored, {} new tokens per prompt, prompts of {:.0} tokens on average)\n",
+            d.max_new_tokens, d.prompt_tokens
+        );
+        table(
+            w,
+            &["batch", "tokens", "seconds", "tokens/s (prefill incl.)", "prefill s", "tokens/s decode only"],
+            d.runs.iter().map(|x| {
+                vec![
+                    x.batch.to_string(),
+                    x.tokens.to_string(),
+                    format!("{:.2}", x.seconds),
+                    format!("{:.1}", x.tokens_per_s),
+                    format!("{:.2}", x.prefill_seconds),
+                    format!("{:.1}", x.decode_tokens_per_s),
+                ]
+            }),
+        );
+    }
 }

@@ -1,11 +1,15 @@
 //! Base model load time: reading the checkpoint (dequantizing a GGUF), building the tokenizer and
 //! the model, as every binary does at start.
 
+use std::fmt::Write as _;
+
 use qwen_lora::model::Qwen2;
 use serde::{Deserialize, Serialize};
 
-use super::Settings;
+use crate::reference::{LIVE, References};
+use crate::settings::Settings;
 use crate::sys::{median, timed};
+use crate::table::{Row, row, secs};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadResult {
@@ -43,4 +47,33 @@ pub fn run(s: &Settings) -> anyhow::Result<LoadResult> {
         first_seconds: samples[0],
         repeats: samples.len(),
     })
+}
+
+impl LoadResult {
+    /// The side-by-side row, beside transformers' load when measured live.
+    pub fn rows(&self, refs: &References) -> Vec<Row> {
+        let live = refs.file.transformers_train.as_ref().and_then(|t| t.load_seconds);
+        let other = live.map(|s| (secs(s), LIVE));
+        let sp = live.map(|s| s / self.seconds);
+        let what = if other.is_some() {
+            "base model load (transformers: from_pretrained of the GGUF)"
+        } else {
+            "base model load"
+        };
+        vec![row(what, secs(self.seconds), other, sp, None)]
+    }
+
+    pub fn details(&self, w: &mut String) {
+        let l = self;
+        let _ = writeln!(
+            w,
+            "### load\n\n{}: {} layers, hidden {}; median {} of {} loads (first {}).\n",
+            l.source,
+            l.layers,
+            l.hidden,
+            secs(l.seconds),
+            l.repeats,
+            secs(l.first_seconds)
+        );
+    }
 }

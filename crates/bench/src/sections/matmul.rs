@@ -7,11 +7,15 @@
 //! 2·t·in·out FLOPs each. The ceiling is the layer mix of both (each shape weighted by how often
 //! it occurs in a layer), the same FLOPs that a LoRA training step spends.
 
+use std::fmt::Write as _;
+
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::Settings;
+use crate::reference::{EARLIER, LIVE, References};
+use crate::settings::Settings;
 use crate::sys::{median, timed};
+use crate::table::{Row, row, table};
 
 /// One weight shape's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +51,7 @@ pub struct MatmulResult {
 pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
     let dev = s.model.device()?;
     let t = s.matmul_tokens;
-    let [h, kv, ffn] = s.matmul_dims;
+    let [h, kv, ffn] = s.matmul_shape();
     let shapes = [("q/o", h, h, 2), ("k/v", kv, h, 2), ("gate/up", ffn, h, 2), ("down", h, ffn, 1)];
     let mut out = Vec::new();
     let (mut flops, mut fwd_secs, mut dx_secs, mut bf16_secs) = (0.0, 0.0, 0.0, 0.0);
@@ -91,7 +95,7 @@ pub fn run(s: &Settings) -> anyhow::Result<MatmulResult> {
     }
     Ok(MatmulResult {
         tokens: t,
-        dims: s.matmul_dims,
+        dims: s.matmul_shape(),
         shapes: out,
         fwd_gflops: flops / fwd_secs / 1e9,
         ceiling_gflops: 2.0 * flops / (fwd_secs + dx_secs) / 1e9,
@@ -116,4 +120,77 @@ fn seconds_per_call(dev: &Device, repeats: usize, mut f: impl FnMut() -> anyhow:
     let samples =
         (0..repeats.max(1)).map(|_| run(calls).map(|((), t)| t / calls as f64)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(median(&samples))
+}
+
+impl MatmulResult {
+    /// The side-by-side rows: the f32 ceiling beside torch's (compared only on the same shapes),
+    /// and the bf16 ceiling when measured.
+    pub fn rows(&self, refs: &References) -> Vec<Row> {
+        let m = self;
+        let torch = refs.file.torch_matmul.as_ref().filter(|t| t.tokens == m.tokens && t.dims == m.dims);
+        let (other, speedup) = match torch {
+            Some(t) => (
+                Some((format!("torch {:.1} GFLOP/s", t.ceiling_gflops), LIVE)),
+                Some(m.ceiling_gflops / t.ceiling_gflops),
+            ),
+            None => (Some((EARLIER.torch_matmul.text.clone(), EARLIER.torch_matmul.label.as_str())), None),
+        };
+        let mut rows = vec![row(
+            &format!("f32 matmul ceiling, layer mix fwd + input grad, {} tokens", m.tokens),
+            format!("{:.1} GFLOP/s", m.ceiling_gflops),
+            other,
+            speedup,
+            None,
+        )];
+        if let Some(b) = m.bf16_ceiling_gflops {
+            rows.push(row(
+                &format!("bf16 matmul ceiling (f32 sums, packed weights), same shapes, {} tokens", m.tokens),
+                format!("{b:.1} GFLOP/s ({:.2}× f32)", b / m.ceiling_gflops),
+                None,
+                None,
+                None,
+            ));
+        }
+        rows
+    }
+
+    /// The ceiling a training result compares with: the bf16 one when its products ran in bf16.
+    pub fn train_ceiling(&self, bf16: bool) -> Option<(f64, &'static str)> {
+        if bf16 {
+            self.bf16_ceiling_gflops.map(|c| (c, "bf16 matmul ceiling"))
+        } else {
+            Some((self.ceiling_gflops, "matmul ceiling"))
+        }
+    }
+
+    /// Per-shape figures.
+    pub fn details(&self, w: &mut String) {
+        let m = self;
+        let _ = writeln!(w, "### matmul (candle f32, x·Wᵀ and dY·W, {} tokens)\n", m.tokens);
+        table(
+            w,
+            &["weight", "shape [out, in]", "per layer", "forward GFLOP/s", "input grad GFLOP/s"],
+            m.shapes.iter().map(|s| {
+                vec![
+                    s.name.clone(),
+                    format!("[{}, {}]", s.out, s.inp),
+                    s.per_layer.to_string(),
+                    format!("{:.1}", s.fwd_gflops),
+                    format!("{:.1}", s.dx_gflops),
+                ]
+            }),
+        );
+        let _ = writeln!(
+            w,
+            "Layer mix: forward {:.1} GFLOP/s; forward + input gradient (the ceiling) {:.1} GFLOP/s.\n",
+            m.fwd_gflops, m.ceiling_gflops
+        );
+        if let Some(b) = m.bf16_ceiling_gflops {
+            let _ = writeln!(
+                w,
+                "bf16 products (qwen_lora::bf16: packed weights, activations rounded per call, f32 sums), the same layer mix of forward + input gradient: {b:.1} GFLOP/s ({:.2}× f32).\n",
+                b / m.ceiling_gflops
+            );
+        }
+    }
 }

@@ -19,7 +19,7 @@ use qwen_lora::load::BaseModel;
 use qwen_lora::model::{Mode, Qwen2};
 use serde::{Deserialize, Serialize};
 
-use super::{Settings, train_texts};
+use crate::settings::{Settings, eval_samples, train_samples};
 use crate::sys::{median, timed};
 
 /// Weights that every token (layers) or every loss position (vocabulary projection) multiplies.
@@ -126,7 +126,7 @@ fn lora_model(s: &Settings, config: &TrainConfig) -> anyhow::Result<(BaseModel, 
     let mut base = s.model.load()?;
     // The model takes the weights: with bf16 products it releases their f32 copies.
     let mut model = base.take_model()?;
-    model.attach_lora(&config.lora.to_lora_config(), config.seed)?;
+    model.attach_lora(&config.lora, config.seed)?;
     config.frozen_matmul.apply(&mut model)?;
     let device = s.model.device()?;
     Ok((base, model, device))
@@ -159,7 +159,7 @@ fn packed_batch(examples: &[Example], rows: usize, len: usize) -> anyhow::Result
 pub fn run_step(s: &Settings) -> anyhow::Result<TrainStepResult> {
     let config = TrainConfig { frozen_matmul: s.frozen_matmul, ..TrainConfig::default() };
     let (base, model, device) = lora_model(s, &config)?;
-    let texts = train_texts(s)?;
+    let texts = train_samples(s)?;
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
     let batch = packed_batch(&prepared.examples, s.step_rows, s.step_len)?;
     let tensors = batch.to_tensors(&device)?;
@@ -213,7 +213,7 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
     let config =
         TrainConfig { max_steps: Some(s.steps.max(1)), frozen_matmul: s.frozen_matmul, ..TrainConfig::default() };
     let (base, model, _) = lora_model(s, &config)?;
-    let texts = train_texts(s)?;
+    let texts = train_samples(s)?;
     let prepared = tokenize_samples(&base.tokenizer, &texts, config.max_length, config.loss)?;
     let epoch_tokens: usize = prepared.examples.iter().map(|e| e.ids.len()).sum();
     let epoch_fed_tokens: usize = prepared.examples.iter().map(Example::input_len).sum();
@@ -222,7 +222,7 @@ pub fn run_epoch(s: &Settings) -> anyhow::Result<TrainEpochResult> {
     let padded: usize =
         batches.iter().map(|b| b.len() * b.iter().map(|&i| prepared.examples[i].input_len()).max().unwrap_or(0)).sum();
     let mean_batch_rows = padded as f64 / batches.len().max(1) as f64;
-    let eval_texts = super::eval_texts(s)?;
+    let eval_texts = eval_samples(s)?;
     let eval = tokenize_samples(&base.tokenizer, &eval_texts, config.max_length, config.loss)?;
     let eval_tokens: usize = eval.examples.iter().map(Example::input_len).sum();
     let eval_loss_positions: usize = eval.examples.iter().map(Example::n_targets).sum();

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use kb_dataset::Sample;
 use lora_trainer::TrainConfig;
 use qwen_lora::fixture::{tiny_config, tiny_tensors, tiny_tokenizer};
 use qwen_lora::lora::LoraConfig;
@@ -35,12 +36,14 @@ pub fn tokenizer() -> Tokenizer {
     tiny_tokenizer().unwrap()
 }
 
-pub fn chatml(q: &str, a: &str) -> String {
-    format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>")
+/// The generation prompt of a question (kb-dataset writes the ChatML).
+pub fn prompt(q: &str) -> String {
+    kb_dataset::prompt(q)
 }
 
-pub fn prompt(q: &str) -> String {
-    format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n")
+/// A training sample with no KB entry behind it (the trainer reads only question and answer).
+pub fn sample(q: &str, a: &str) -> Sample {
+    Sample::new(q, a, None, "test")
 }
 
 /// `n` distinct question/answer pairs in the style of the KB data.
@@ -60,8 +63,8 @@ pub fn qa_pairs(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn texts(pairs: &[(String, String)]) -> Vec<String> {
-    pairs.iter().map(|(q, a)| chatml(q, a)).collect()
+pub fn samples(pairs: &[(String, String)]) -> Vec<Sample> {
+    pairs.iter().map(|(q, a)| sample(q, a)).collect()
 }
 
 /// A small, quick config: no warmup unless set, dropout kept (resume must replay its masks).

@@ -1,18 +1,18 @@
-//! Shared command-line flags for choosing the base model, device and dtype.
-//!
-//! Binaries embed [`ModelArgs`] with `#[command(flatten)]` and call [`ModelArgs::load`].
+//! The flags that choose a model (feature `model`): [`ModelArgs`] (base model, device, dtype),
+//! [`AdapterArgs`] (`--adapter DIR | --no-adapter`) and [`GenerationArgs`] (decoding). Binaries
+//! embed them with `#[command(flatten)]` and turn them into the plain specs `qwen-lora` takes
+//! ([`ModelArgs::spec`], [`GenerationArgs::config`], [`GenerationArgs::decode`]).
+//! [`generate_answers`] answers an eval set with the model these flags name.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context, bail};
 use candle_core::{DType, Device};
-
-use crate::generate::GenerationConfig;
-use crate::load::{BaseModel, ModelSource, load_base};
-use crate::{Error, Result};
-
-/// The product's default base model.
-pub const DEFAULT_MODEL: &str = "Qwen/Qwen2.5-1.5B-Instruct";
+use kb_dataset::Sample;
+use lora_eval::RawAnswers;
+use qwen_lora::generate::GenerationConfig;
+use qwen_lora::load::{BaseModel, ModelSource};
+use qwen_lora::{ChatModel, DEFAULT_MODEL, Decode, DeviceKind, ModelSpec};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +23,16 @@ pub enum DeviceArg {
     Cuda,
     /// The Apple GPU (needs a build with `--features metal`).
     Metal,
+}
+
+impl From<DeviceArg> for DeviceKind {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Cpu => DeviceKind::Cpu,
+            DeviceArg::Cuda => DeviceKind::Cuda,
+            DeviceArg::Metal => DeviceKind::Metal,
+        }
+    }
 }
 
 /// The compute dtype the weights are converted to.
@@ -83,58 +93,36 @@ impl ModelArgs {
     }
 
     /// The device `--device` asks for, or an error saying how to get it.
-    pub fn device(&self) -> Result<Device> {
-        match self.device {
-            DeviceArg::Cpu => Ok(Device::Cpu),
-            DeviceArg::Cuda if !cfg!(feature = "cuda") => Err(Error::msg(
-                "--device cuda: this binary was built without CUDA support; rebuild it with `--features cuda` \
-                 (needs the CUDA toolkit) or use --device cpu",
-            )),
-            DeviceArg::Metal if !cfg!(feature = "metal") => Err(Error::msg(
-                "--device metal: this binary was built without Metal support; rebuild it with `--features metal` \
-                 (macOS only) or use --device cpu",
-            )),
-            DeviceArg::Cuda => {
-                Device::new_cuda(0).map_err(|e| Error::msg(format!("--device cuda: cannot open CUDA GPU 0: {e}")))
-            }
-            DeviceArg::Metal => {
-                Device::new_metal(0).map_err(|e| Error::msg(format!("--device metal: cannot open the Metal GPU: {e}")))
-            }
-        }
+    pub fn device(&self) -> anyhow::Result<Device> {
+        let name = match self.device {
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+            DeviceArg::Metal => "metal",
+        };
+        DeviceKind::from(self.device).open().with_context(|| format!("--device {name}"))
     }
 
     /// The local files and directories these flags name (`--gguf`, `--model` when it is a path),
     /// with their flags: inputs an output must not overwrite.
-    pub fn input_paths(&self) -> Vec<(&'static str, &std::path::Path)> {
-        let mut paths = vec![("--model", std::path::Path::new(&self.model))];
+    pub fn input_paths(&self) -> Vec<(&'static str, &Path)> {
+        let mut paths = vec![("--model", Path::new(&self.model))];
         paths.extend(self.gguf.as_deref().map(|g| ("--gguf", g)));
         paths
     }
 
     /// `--dtype`, or the device's default.
     pub fn dtype(&self) -> DType {
-        match (self.dtype, self.device) {
-            (Some(d), _) => d.into(),
-            (None, DeviceArg::Cuda) => DType::BF16,
-            (None, _) => DType::F32,
-        }
+        self.dtype.map_or_else(|| DeviceKind::from(self.device).default_dtype(), DType::from)
     }
 
-    /// Opens the device and loads the base model, logging what was loaded and how long it took.
-    pub fn load(&self) -> Result<BaseModel> {
-        let device = self.device()?;
-        let dtype = self.dtype();
-        let start = Instant::now();
-        let base = load_base(&self.source(), &device, dtype)?;
-        tracing::info!(
-            source = %base.source.describe(),
-            ?dtype,
-            layers = base.config.num_hidden_layers,
-            hidden = base.config.hidden_size,
-            secs = format!("{:.2}", start.elapsed().as_secs_f64()),
-            "loaded base model"
-        );
-        Ok(base)
+    /// The plain spec `qwen-lora` loads from; opens the device.
+    pub fn spec(&self) -> anyhow::Result<ModelSpec> {
+        Ok(ModelSpec { source: self.source(), device: self.device()?, dtype: self.dtype() })
+    }
+
+    /// Opens the device and loads the base model ([`ModelSpec::load`]).
+    pub fn load(&self) -> anyhow::Result<BaseModel> {
+        Ok(self.spec()?.load()?)
     }
 }
 
@@ -153,21 +141,21 @@ pub struct AdapterArgs {
 impl AdapterArgs {
     /// The adapter directory with its flag, unless `--no-adapter`: an input an output must not
     /// overwrite.
-    pub fn input_paths(&self) -> Vec<(&'static str, &std::path::Path)> {
+    pub fn input_paths(&self) -> Vec<(&'static str, &Path)> {
         if self.no_adapter { Vec::new() } else { vec![("--adapter", self.adapter.as_path())] }
     }
 
     /// The adapter directory to load (`None` with `--no-adapter`), checked to hold an adapter.
-    pub fn dir(&self) -> Result<Option<&std::path::Path>> {
+    pub fn dir(&self) -> anyhow::Result<Option<&Path>> {
         if self.no_adapter {
             return Ok(None);
         }
         if !self.adapter.join("adapter_config.json").is_file() {
-            return Err(Error::msg(format!(
+            bail!(
                 "--adapter {}: no adapter_config.json there; train one with train-qwen-lora, or pass --no-adapter \
                  to use the base model",
                 self.adapter.display()
-            )));
+            );
         }
         Ok(Some(&self.adapter))
     }
@@ -209,19 +197,18 @@ pub struct GenerationArgs {
 
 impl GenerationArgs {
     /// The decoding settings, or an error naming the flag out of range.
-    pub fn config(&self) -> Result<GenerationConfig> {
-        let bad = |flag: &str, what: &str| Err(Error::msg(format!("{flag}: {what}")));
+    pub fn config(&self) -> anyhow::Result<GenerationConfig> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad("--temperature", "must be a finite number >= 0");
+            bail!("--temperature: must be a finite number >= 0");
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad("--top-p", "must be in (0, 1]");
+            bail!("--top-p: must be in (0, 1]");
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad("--repetition-penalty", "must be a finite number > 0");
+            bail!("--repetition-penalty: must be a finite number > 0");
         }
         if self.batch_size == 0 {
-            return bad("--batch-size", "must be at least 1");
+            bail!("--batch-size: must be at least 1");
         }
         Ok(GenerationConfig {
             max_new_tokens: self.max_new_tokens,
@@ -232,6 +219,32 @@ impl GenerationArgs {
             batch_size: self.batch_size,
         })
     }
+
+    /// `--f32-weights`: which weights decoding steps read.
+    pub fn decode(&self) -> Decode {
+        if self.f32_weights { Decode::ExactWeights } else { Decode::HalfWeights }
+    }
+}
+
+/// Loads the model and adapter the flags name and answers every eval sample's question (wrapped as
+/// a ChatML prompt), all in one batched call, with a progress bar. The decoding flags and the
+/// adapter directory are checked before the model loads.
+pub fn generate_answers(
+    model: &ModelArgs,
+    adapter: &AdapterArgs,
+    generation: &GenerationArgs,
+    samples: &[Sample],
+) -> anyhow::Result<RawAnswers> {
+    let cfg = generation.config()?;
+    let adapter = adapter.dir()?;
+    let loaded = ChatModel::load(&model.spec()?, adapter, generation.decode()).context("loading the model")?;
+    let bar = crate::progress_bar(samples.len() as u64, "answering");
+    let answers = RawAnswers::generate(samples, |questions| {
+        let prompts: Vec<String> = questions.iter().map(|q| kb_dataset::prompt(q)).collect();
+        loaded.generate_texts(&prompts, &cfg, |done| bar.set_position(done as u64))
+    })?;
+    bar.finish_and_clear();
+    Ok(answers)
 }
 
 #[cfg(test)]
@@ -249,14 +262,16 @@ mod tests {
 
     #[test]
     fn generation_flags_default_to_greedy_and_reject_nonsense() {
-        let g = Args::try_parse_from(["x"]).unwrap().generation.config().unwrap();
-        assert_eq!(g, GenerationConfig::default());
+        let g = Args::try_parse_from(["x"]).unwrap().generation;
+        assert_eq!(g.config().unwrap(), GenerationConfig::default());
+        assert_eq!(g.decode(), Decode::HalfWeights);
         let g = Args::try_parse_from(["x", "--temperature", "0.7", "--top-p", "0.9", "--batch-size", "4"])
             .unwrap()
             .generation
             .config()
             .unwrap();
         assert_eq!((g.temperature, g.top_p, g.batch_size), (0.7, 0.9, 4));
+        assert_eq!(Args::try_parse_from(["x", "--f32-weights"]).unwrap().generation.decode(), Decode::ExactWeights);
         for (flag, value) in [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.5"), ("--batch-size", "0")] {
             let e = Args::try_parse_from(["x".to_string(), format!("{flag}={value}")])
                 .unwrap()
@@ -280,6 +295,8 @@ mod tests {
         assert_eq!(a.dtype(), DType::F32);
         assert!(matches!(a.device(), Ok(Device::Cpu)));
         assert!(matches!(a.source(), ModelSource::Hub { ref id, revision: None } if id == DEFAULT_MODEL));
+        let spec = a.spec().unwrap();
+        assert_eq!((spec.source, spec.dtype), (a.source(), DType::F32));
 
         let a = Args::try_parse_from(["x", "--gguf", "m.gguf", "--dtype", "bf16", "--revision", "r"]).unwrap().model;
         assert_eq!(a.dtype(), DType::BF16);
@@ -291,11 +308,14 @@ mod tests {
         assert!(Args::try_parse_from(["x", "--dtype", "f64"]).is_err());
     }
 
-    #[cfg(not(feature = "cuda"))]
     #[test]
-    fn cuda_without_the_feature_says_how_to_rebuild() {
+    fn cuda_without_the_feature_names_the_flag_and_says_how_to_rebuild() {
         let a = ModelArgs { device: DeviceArg::Cuda, ..ModelArgs::default() };
-        let e = a.device().unwrap_err().to_string();
-        assert!(e.contains("--features cuda"), "{e}");
+        if candle_core::utils::cuda_is_available() {
+            eprintln!("skipped: qwen-lora was built with CUDA in this build");
+            return;
+        }
+        let e = format!("{:#}", a.device().unwrap_err());
+        assert!(e.starts_with("--device cuda: ") && e.contains("--features cuda"), "{e}");
     }
 }

@@ -1,21 +1,24 @@
-//! `x (m, k) · Wᵀ` for few rows (decoding): every weight row is read once and dotted with all of
-//! `x`'s rows, which stay in cache.
+//! Matrix-vector products for a few rows at once: `x (m, k) · Wᵀ` with `m` ≤ [`MAX_ROWS`], as a
+//! decoding step computes them. Every weight row is read once and dotted with all of `x`'s rows,
+//! which stay in cache.
 //!
 //! A general GEMM packs the whole weight into panels on every call; that is cheap next to the
-//! arithmetic for hundreds of rows (training, prefill) but costs 5-10× the arithmetic itself for
-//! the 1-32 rows of a decoding step, which is bound by reading the weights from memory. On x86-64
-//! with AVX2 and FMA (checked at run time) the dot products use them, four `x` rows per weight row
-//! so each weight load feeds four FMAs.
+//! arithmetic for hundreds of rows (training, prefill) but dominates for the few rows of a
+//! decoding step, which is bound by reading the weights from memory. On x86-64 with AVX2 and FMA
+//! ([`super::cpu`]) the dot products use them, four `x` rows per weight row so each weight load
+//! feeds four FMAs.
 
 use rayon::prelude::*;
 
-/// Up to this many rows, [`matmul_xw`] beats the general GEMM (measured by the decode bench).
+use super::cpu::{has_avx2_fma, has_f16c};
+
+/// Up to this many rows, [`matmul_xw`] beats the general GEMM.
 pub const MAX_ROWS: usize = 32;
 
 /// Weight rows per parallel task: big enough to amortize scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 32;
 
-/// A weight matrix as the skinny kernels read it.
+/// A weight matrix as the few-row kernels read it.
 #[derive(Clone, Copy)]
 pub enum Weights<'a> {
     F32(&'a [f32]),
@@ -129,28 +132,6 @@ fn row_dots(x: &[f32], w: &[f32], out: &mut [f32], k: usize, fast: bool) {
     let _ = fast;
     for (o, x) in out.iter_mut().zip(x.chunks(k)) {
         *o = dot_portable(x, w);
-    }
-}
-
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-fn has_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

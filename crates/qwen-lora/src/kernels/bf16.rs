@@ -27,14 +27,7 @@ const KC_PAIRS: usize = 512;
 
 /// Whether this CPU runs the kernel (AVX512F with AVX512-BF16).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::cpu::has_avx512_bf16()
 }
 
 /// f32 → bf16 bits, rounding to nearest even; NaN stays NaN.
@@ -108,6 +101,11 @@ impl Bf16Weight {
                 "bf16 matmuls need a CPU with AVX512-BF16 (AMD Zen 4+, Intel Sapphire Rapids+); this one has none: use f32",
             ));
         }
+        Self::pack(w, out, inp)
+    }
+
+    /// The packing alone, which runs on any CPU (the products do not).
+    fn pack(w: &[f32], out: usize, inp: usize) -> Result<Self> {
         if w.len() != out * inp {
             return Err(Error::msg(format!("bf16 weight: {} values for a ({out}, {inp}) matrix", w.len())));
         }
@@ -358,21 +356,36 @@ mod tests {
         assert_eq!(bf16_to_f32(bf16_bits(f32::INFINITY)), f32::INFINITY);
     }
 
-    /// Both products against f64 sums of the bf16-rounded operands: only f32 accumulation error
-    /// remains, so the tolerance is tight. Shapes cover partial tiles, partial panels, odd `k`
-    /// and more than one cache block of pairs.
-    #[test]
-    fn products_match_the_rounded_operands_exactly_summed() {
-        if !available() {
-            let err = Bf16Weight::new(&[0.0; 4], 2, 2).unwrap_err().to_string();
-            assert!(err.contains("AVX512-BF16"), "{err}");
-            return;
+    const SHAPES: [(usize, usize, usize); 6] =
+        [(1, 1, 1), (13, 37, 19), (25, 64, 2 * KC_PAIRS + 3), (12, 32, 8), (7, 40, 64), (3, 100, 1)];
+
+    /// `c (m, n) ← [c +] A (m, k) · B (k, n)` read from the packing in plain scalar code, summed
+    /// in f64: what the kernel computes, without AVX512-BF16.
+    fn reference_product(c: &mut [f32], m: usize, a: &[f32], b: &PackedB, accumulate: bool) {
+        let (n, k) = (b.n, b.k);
+        for i in 0..m {
+            for col in 0..n {
+                let panel = b.panel(col / NR);
+                let l = col % NR;
+                let sum: f64 = (0..k)
+                    .map(|kk| {
+                        let w = bf16_to_f32(panel[(kk / 2) * 2 * NR + 2 * l + kk % 2]) as f64;
+                        bf16_to_f32(bf16_bits(a[i * k + kk])) as f64 * w
+                    })
+                    .sum();
+                let old = if accumulate { c[i * n + col] as f64 } else { 0.0 };
+                c[i * n + col] = (old + sum) as f32;
+            }
         }
-        for (m, out, inp) in
-            [(1, 1, 1), (13, 37, 19), (25, 64, 2 * KC_PAIRS + 3), (12, 32, 8), (7, 40, 64), (3, 100, 1)]
-        {
+    }
+
+    /// Checks `product` (kernel or reference) against f64 sums of the bf16-rounded operands: only
+    /// f32 accumulation error remains, so the tolerance is tight. Shapes cover partial tiles,
+    /// partial panels, odd `k` and more than one cache block of pairs.
+    fn check_products(product: fn(&mut [f32], usize, &[f32], &PackedB, bool)) {
+        for (m, out, inp) in SHAPES {
             let (x, w, dy) = (values(m * inp, 1), values(out * inp, 2), values(m * out, 3));
-            let packed = Bf16Weight::new(&w, out, inp).unwrap();
+            let packed = Bf16Weight::pack(&w, out, inp).unwrap();
             assert_eq!(packed.dims(), (out, inp));
             let (xr, wr, dyr) = (round(&x), round(&w), round(&dy));
             let close = |got: &[f32], want: &[f64], what: &str| {
@@ -384,34 +397,64 @@ mod tests {
                 }
             };
             let mut y = vec![f32::NAN; m * out];
-            packed.forward(&mut y, m, &x, false);
+            product(&mut y, m, &x, &packed.fwd, false);
             let want: Vec<f64> =
                 (0..m * out).map(|e| (0..inp).map(|t| xr[e / out * inp + t] * wr[e % out * inp + t]).sum()).collect();
             close(&y, &want, "x·Wᵀ");
             // Accumulating adds to what is there.
-            packed.forward(&mut y, m, &x, true);
+            product(&mut y, m, &x, &packed.fwd, true);
             close(&y, &want.iter().map(|v| 2.0 * v).collect::<Vec<_>>(), "y + x·Wᵀ");
             let mut dx = vec![f32::NAN; m * inp];
-            packed.backward(&mut dx, m, &dy, false);
+            product(&mut dx, m, &dy, &packed.bwd, false);
             let want: Vec<f64> =
                 (0..m * inp).map(|e| (0..out).map(|o| dyr[e / inp * out + o] * wr[o * inp + e % inp]).sum()).collect();
             close(&dx, &want, "dY·W");
         }
     }
 
+    /// The packing, read back by a scalar product, gives the products of the rounded operands:
+    /// runs on every CPU.
+    #[test]
+    fn the_packing_holds_both_orientations_of_the_rounded_weight() {
+        check_products(reference_product);
+    }
+
+    #[test]
+    fn products_match_the_rounded_operands_exactly_summed() {
+        if !available() {
+            let err = Bf16Weight::new(&[0.0; 4], 2, 2).unwrap_err().to_string();
+            assert!(err.contains("AVX512-BF16"), "{err}");
+            eprintln!(
+                "skipped: this CPU has no AVX512-BF16, so the bf16 kernel was not run (only the packing, \
+                 by the_packing_holds_both_orientations_of_the_rounded_weight)"
+            );
+            return;
+        }
+        check_products(product);
+        // Through the public entry points too.
+        let (m, out, inp) = SHAPES[1];
+        let (x, w) = (values(m * inp, 1), values(out * inp, 2));
+        let (via_new, mut direct) = (Bf16Weight::new(&w, out, inp).unwrap(), vec![0f32; m * out]);
+        let mut y = vec![0f32; m * out];
+        via_new.forward(&mut y, m, &x, false);
+        product(&mut direct, m, &x, &via_new.fwd, false);
+        assert_eq!(y, direct);
+    }
+
     #[test]
     fn rows_read_back_are_the_rounded_weight() {
-        if !available() {
-            return assert!(Bf16Weight::new(&[0.0; 4], 2, 2).is_err());
-        }
+        // The packing runs on any CPU (no AVX512-BF16 needed).
         let (out, inp) = (45, 7);
         let w = values(out * inp, 4);
-        let packed = Bf16Weight::new(&w, out, inp).unwrap();
+        let packed = Bf16Weight::pack(&w, out, inp).unwrap();
         let mut row = vec![f32::NAN; inp];
         for r in [0, 31, 32, 44] {
             packed.row_into(r, &mut row);
             let want: Vec<f32> = w[r * inp..(r + 1) * inp].iter().map(|&v| bf16_to_f32(bf16_bits(v))).collect();
             assert_eq!(row, want, "row {r}");
+        }
+        if !available() {
+            assert!(Bf16Weight::new(&w, out, inp).is_err());
         }
     }
 
