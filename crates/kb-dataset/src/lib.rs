@@ -27,13 +27,14 @@ mod language;
 mod output;
 mod overlap;
 mod plan;
+mod probe;
 mod progress;
 mod sample;
 mod sampling;
 mod templates;
 mod templates_toml;
 
-pub use chatml::{ANSWER_PREFIX, REFUSAL_PREFIX, answer_for, chatml, is_refusal, prompt};
+pub use chatml::{answer_for, chat_prompt, chatml, is_refusal, prompt, strip_answer_prefix};
 pub use distribution::{Count, Distribution, DocCount, StyleCount};
 pub use error::{Error, Result};
 pub use eval_set::build_eval_set;
@@ -44,6 +45,7 @@ pub use output::{
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
 pub use plan::TrainRequest;
+pub use probe::{STYLE_PROBE, build_probe_set};
 pub use progress::progress_bar;
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
 pub use sampling::{TrainSet, build_train_set};

@@ -18,6 +18,9 @@ pub enum Error {
     )]
     Starved { doc_id: String, what: &'static str, counts: String },
 
+    #[error("{path} exists and may hold your edits; pass --overwrite to replace it, or choose another --out")]
+    Exists { path: PathBuf },
+
     #[error(transparent)]
     Dataset(#[from] kb_dataset::Error),
 }

@@ -18,8 +18,14 @@ mod error;
 pub mod filter;
 mod parse;
 pub mod prompts;
+mod qwen;
+mod report;
+mod run;
 mod synth;
 
 pub use cache::Cache;
 pub use error::{Error, Result};
+pub use qwen::QwenGenerator;
+pub use report::render_summary;
+pub use run::{RunPaths, run};
 pub use synth::{EntrySummary, Generator, Pools, Request, Summary, SynthConfig, Synthesis, Thresholds, synthesize};
