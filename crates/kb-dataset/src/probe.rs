@@ -64,9 +64,9 @@ pub fn build_probe_set(kb: &Kb, path: &Path) -> Result<Vec<Sample>> {
     let mut samples = Vec::new();
     for (i, a) in raw.answerable.iter().enumerate() {
         let location = format!("[[answerable]] {} (doc_id {})", i + 1, a.doc_id);
-        let entry = kb.get(&a.doc_id).ok_or_else(|| {
-            err(location.clone(), format!("doc_id {} is not in {}", a.doc_id, kb.path().display()))
-        })?;
+        let entry = kb
+            .get(&a.doc_id)
+            .ok_or_else(|| err(location.clone(), format!("doc_id {} is not in {}", a.doc_id, kb.path().display())))?;
         let answer = kb.answer_for(entry);
         for q in &a.questions {
             samples.push(Sample::new(&question(q, &location)?, &answer, Some(&a.doc_id), STYLE_PROBE));
@@ -117,7 +117,10 @@ mod tests {
             ("[[answerable]]\ndoc_id = \"doc_00000000\"\nquestions = [\"q\"]\n", "not in"),
             ("[[answerable]]\ndoc_id = \"ID\"\nquestions = [\"q\", \" q \"]\n", "appears twice"),
             ("[[unanswerable]]\nkind = \"other\"\nquestion = \"q\"\nrefusal = \"Sorry\"\n", "near_miss"),
-            ("[[unanswerable]]\nkind = \"off_topic\"\nquestion = \"q\"\nrefusal = \"抱歉\"\n", "must start with \"Sorry\""),
+            (
+                "[[unanswerable]]\nkind = \"off_topic\"\nquestion = \"q\"\nrefusal = \"抱歉\"\n",
+                "must start with \"Sorry\"",
+            ),
         ] {
             let (_d, kb, path) = kb_and_file(toml);
             let e = build_probe_set(&kb, &path).unwrap_err().to_string();

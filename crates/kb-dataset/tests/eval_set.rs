@@ -7,8 +7,7 @@ use std::collections::HashSet;
 
 use common::{data_dir, shipped};
 use kb_dataset::{
-    OverlapReport, STYLE_EVAL, STYLE_UNANSWERABLE, TrainRequest, build_eval_set, build_train_set,
-    read_jsonl, to_jsonl,
+    OverlapReport, STYLE_EVAL, STYLE_UNANSWERABLE, TrainRequest, build_eval_set, build_train_set, read_jsonl, to_jsonl,
 };
 
 #[test]

@@ -20,8 +20,8 @@ pub fn render_summary(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<11} {:>9} {:>7} {:>8} {:>5} {:>8} {:>9} {:>8} {:>7} {:>5}  {}",
-        "", "generated", "length", "language", "copy", "near-dup", "misplaced", "answered", "surplus", "kept", "(converted script)"
+        "{:<11} {:>9} {:>7} {:>8} {:>5} {:>8} {:>9} {:>8} {:>7} {:>5}  (converted script)",
+        "", "generated", "length", "language", "copy", "near-dup", "misplaced", "answered", "surplus", "kept",
     );
     for (name, c) in [("answerable", &s.answerable), ("near-miss", &s.near_miss), ("off-topic", &s.off_topic)] {
         let _ = writeln!(out, "{}", row(name, c));

@@ -31,33 +31,43 @@ impl RunPaths {
     }
 }
 
-/// Runs the synthesis; `progress(done, total)` follows the generator's requests.
+impl RunPaths {
+    /// Loads the KB and checks the outputs (none is the KB; `out` is replaced only with
+    /// `overwrite`): what a binary does before loading a model.
+    pub fn check(&self) -> Result<Kb> {
+        let kb = Kb::load(&self.kb)?;
+        let mut outputs = vec![("--out", self.out.as_path()), ("summary", self.summary.as_path())];
+        if let Some(cache) = &self.cache {
+            outputs.push(("--cache", cache.as_path()));
+        }
+        check_outputs(&outputs, &[("--kb", self.kb.as_path())])?;
+        if self.out.exists() && !self.overwrite {
+            return Err(Error::Exists { path: self.out.clone() });
+        }
+        Ok(kb)
+    }
+}
+
+/// Runs the synthesis for `kb` (from [`RunPaths::check`]); `progress(done, total)` follows the
+/// generator's requests.
 pub fn run(
     paths: &RunPaths,
+    kb: &Kb,
     cfg: &SynthConfig,
     generator: &mut dyn Generator,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Summary> {
-    let kb = Kb::load(&paths.kb)?;
-    let mut outputs = vec![("questions", paths.out.as_path()), ("summary", paths.summary.as_path())];
-    if let Some(cache) = &paths.cache {
-        outputs.push(("cache", cache.as_path()));
-    }
-    check_outputs(&outputs, &[("kb", paths.kb.as_path())])?;
-    if paths.out.exists() && !paths.overwrite {
-        return Err(Error::Exists { path: paths.out.clone() });
-    }
     let mut cache = match &paths.cache {
         Some(path) => Cache::open(path)?,
         None => Cache::none(),
     };
-    let s = synthesize(&kb, cfg, generator, &mut cache, progress)?;
-    let header = header(&paths.kb, &kb, &s.summary, &paths.summary);
+    let s = synthesize(kb, cfg, generator, &mut cache, progress)?;
+    let header = header(&paths.kb, kb, &s.summary, &paths.summary);
     let mut file = AtomicFile::create(&paths.out)?;
     std::io::Write::write_all(file.file(), render_templates(&header, &s.docs, &s.unanswerable).as_bytes())
         .map_err(|e| Error::Dataset(file.write_error(e)))?;
     // What the rest of the pipeline will read must load; a failure here is a bug, not bad input.
-    Templates::load(file.temp_path(), &kb)?;
+    Templates::load(file.temp_path(), kb)?;
     file.commit()?;
     let json = serde_json::to_string_pretty(&s.summary).expect("the summary always serializes");
     write_atomic(&paths.summary, format!("{json}\n").as_bytes())?;

@@ -50,7 +50,7 @@ fn fake_answer(i: usize, question: &str, expected: &str) -> String {
         1 => expected.to_string(),
         2 => expected.replace("30 天", "三十天"), // close: KB_MATCH
         3 => "請找主管。".to_string(),            // garbled: MODEL_GENERATED
-        4 => zh_answer(&kb().entries()[1]),      // wrong doc, no rule: KB_MATCH to doc 1
+        4 => zh_answer(&kb().entries()[1]),       // wrong doc, no rule: KB_MATCH to doc 1
         5 => expected.to_string(),
         6 => REFUSAL.to_string(), // near-miss, excluded from the vpn rule: refusal kept
         _ => format!("依據公司規範:{question}"), // unanswerable, not refused

@@ -116,10 +116,17 @@ mod tests {
 
     #[test]
     fn an_english_kb_gets_english_refusals() {
-        let training = [unanswerable("office address?", "Sorry, our policy does not cover this; please contact hello@example.com.")];
+        let training = [unanswerable(
+            "office address?",
+            "Sorry, our policy does not cover this; please contact hello@example.com.",
+        )];
         let entries = ["Refunds within 14 days."];
         let index = Index::build(&entries, &training);
-        let r = Refusals::new(&training, Language::En).for_ranking(&index, 1, &index.query("where is the office", Scope::All));
+        let r = Refusals::new(&training, Language::En).for_ranking(
+            &index,
+            1,
+            &index.query("where is the office", Scope::All),
+        );
         assert_eq!(r, "Sorry, our policy does not cover this question; please contact hello@example.com.");
         assert!(kb_dataset::is_refusal(&r));
         let none = Refusals::new(&[], Language::En).for_ranking(&index, 1, &index.query("refunds", Scope::All));

@@ -43,7 +43,7 @@ pub fn generate(
     cfg: &GenerationConfig,
     on_done: impl FnMut(usize),
 ) -> Result<Vec<Vec<u32>>> {
-    run(model, prompts, stop, cfg, Draws::Shared(StdRng::seed_from_u64(cfg.seed)), on_done)
+    run(model, prompts, stop, cfg, Draws::Shared(Box::new(StdRng::seed_from_u64(cfg.seed))), on_done)
 }
 
 /// [`generate`] with prompt `i` sampling from its own `seeds[i]` (`cfg.seed` is unused), so
@@ -66,7 +66,7 @@ pub fn generate_seeded(
 /// Where sampled tokens draw their randomness.
 enum Draws {
     /// One generator for the whole call, in row order.
-    Shared(StdRng),
+    Shared(Box<StdRng>),
     /// One per prompt.
     PerPrompt(Vec<StdRng>),
 }
@@ -302,7 +302,14 @@ mod tests {
     }
 
     fn sampled(batch_size: usize) -> GenerationConfig {
-        GenerationConfig { max_new_tokens: 8, temperature: 1.0, top_p: 1.0, repetition_penalty: 1.0, seed: 0, batch_size }
+        GenerationConfig {
+            max_new_tokens: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            batch_size,
+        }
     }
 
     #[test]
@@ -313,10 +320,16 @@ mod tests {
         let alone: Vec<Vec<u32>> = prompts
             .iter()
             .zip(seeds)
-            .map(|(p, s)| generate_seeded(&m, std::slice::from_ref(p), &[s], &[], &sampled(1), |_| {}).unwrap().remove(0))
+            .map(|(p, s)| {
+                generate_seeded(&m, std::slice::from_ref(p), &[s], &[], &sampled(1), |_| {}).unwrap().remove(0)
+            })
             .collect();
         for size in [4, 2] {
-            assert_eq!(generate_seeded(&m, &prompts, &seeds, &[], &sampled(size), |_| {}).unwrap(), alone, "batch {size}");
+            assert_eq!(
+                generate_seeded(&m, &prompts, &seeds, &[], &sampled(size), |_| {}).unwrap(),
+                alone,
+                "batch {size}"
+            );
         }
         let other = generate_seeded(&m, &prompts[..1], &[99], &[], &sampled(1), |_| {}).unwrap().remove(0);
         assert_ne!(other, alone[0], "another seed, another sample");

@@ -75,13 +75,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else if let Some(cache) = args.cache {
         paths.cache = Some(cache);
     }
-    let cfg = SynthConfig { seed: args.seed, temperature: args.temperature, batch_size: args.batch_size, ..SynthConfig::default() };
+    let cfg = SynthConfig {
+        seed: args.seed,
+        temperature: args.temperature,
+        batch_size: args.batch_size,
+        ..SynthConfig::default()
+    };
+    let kb = paths.check()?;
     let spec = args.model.spec()?;
     let model = ChatModel::load(&spec, None, Decode::HalfWeights).context("loading the generator model")?;
     let identity = format!("{} (f16 decoding)", model.source.describe());
     let mut generator = QwenGenerator::new(model, identity, cfg.batch_size);
     let bar = cli_support::progress_bar(0, "synthesizing");
-    let summary = kb_synth::run(&paths, &cfg, &mut generator, &mut |done, total| {
+    let summary = kb_synth::run(&paths, &kb, &cfg, &mut generator, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
