@@ -1,6 +1,6 @@
 //! Where a wrong answer went: the KB entry the model's text is closest to, a refusal, or nowhere.
 
-use kb_dataset::{ANSWER_PREFIX, Kb, Templates, is_refusal};
+use kb_dataset::{Kb, Templates, is_refusal, strip_answer_prefix};
 use serde::{Deserialize, Serialize};
 
 /// Topic name of unanswerable questions (rows of the confusion matrix).
@@ -58,7 +58,7 @@ pub fn classify(raw: &str, kb: &Kb, templates: &Templates, floor: f64) -> Actual
         return Actual { topic: ACTUAL_REFUSAL.to_string(), similarity: None };
     }
     let body = raw.trim();
-    let body = body.strip_prefix(ANSWER_PREFIX).unwrap_or(body);
+    let body = strip_answer_prefix(body).unwrap_or(body);
     let mut best: Option<(f64, &str)> = None;
     for entry in kb.entries() {
         let r = seqmatch::ratio(body, &entry.text);

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, answer_for, normalize};
+use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, normalize};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -86,7 +86,7 @@ pub fn build_fix(
             ))
         })?;
         let style = if *confused { STYLE_CONTRASTIVE } else { STYLE_AUGMENT };
-        let answer = answer_for(entry);
+        let answer = kb.answer_for(entry);
         let picked = pick(&doc.augment, &seen, &forbidden, opts.per_topic, &mut rng);
         for q in &picked {
             seen.insert(normalize(q));

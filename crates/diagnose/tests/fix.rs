@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use common::*;
 use diagnose::fix::{STYLE_AUGMENT, STYLE_CONTRASTIVE};
 use diagnose::{DiagnoseOptions, Error, ErrorAnalysis, FixOptions, analyze, build_fix, print_fix};
-use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, answer_for, normalize};
+use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, normalize};
 
 /// The base training set: every train question of the templates.
 fn base_train(kb: &Kb, t: &Templates) -> Vec<Sample> {
     let mut out = Vec::new();
     for d in t.docs() {
-        let a = answer_for(kb.get(&d.doc_id).unwrap());
+        let a = zh_answer(kb.get(&d.doc_id).unwrap());
         for q in &d.train {
             out.push(Sample::new(&q.question, &a, Some(&d.doc_id), &q.style));
         }
@@ -28,7 +28,7 @@ fn base_train(kb: &Kb, t: &Templates) -> Vec<Sample> {
 fn eval_set(kb: &Kb, t: &Templates) -> Vec<Sample> {
     let mut out = Vec::new();
     for d in t.docs() {
-        let a = answer_for(kb.get(&d.doc_id).unwrap());
+        let a = zh_answer(kb.get(&d.doc_id).unwrap());
         for q in &d.eval {
             out.push(Sample::new(q, &a, Some(&d.doc_id), "eval"));
         }
@@ -106,7 +106,7 @@ fn adds_contrastive_pairs_augments_and_refusals_with_correct_answers() {
             Some(id) => {
                 let doc = t.doc(id).unwrap();
                 assert!(doc.augment.iter().any(|x| x == q), "{q} is not from {}'s augment pool", doc.topic);
-                assert_eq!(s.answer, answer_for(kb.get(id).unwrap()));
+                assert_eq!(s.answer, zh_answer(kb.get(id).unwrap()));
                 // vpn and mfa were confused with each other; leave was only weak.
                 let want = if doc.topic == "leave" { STYLE_AUGMENT } else { STYLE_CONTRASTIVE };
                 assert_eq!(s.style, want, "{q}");
@@ -157,4 +157,9 @@ fn no_errors_adds_nothing() {
     let out = build_fix(&a, &kb, &t, &train, &eval_set(&kb, &t), &FixOptions::default()).unwrap();
     assert_eq!(out.samples, train);
     assert!(out.additions.is_empty());
+}
+
+/// The answer to a question about `entry` of a Chinese KB (the shipped one).
+fn zh_answer(entry: &kb_dataset::KbEntry) -> String {
+    kb_dataset::answer_for(entry, kb_dataset::Language::Zh)
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use diagnose::{DiagnoseOptions, EvalAnswer, analyze, write_analysis};
-use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, answer_for, read_jsonl, write_jsonl};
+use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, read_jsonl, write_jsonl};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
@@ -18,7 +18,7 @@ fn setup(dir: &Path) -> Vec<Sample> {
     let t = Templates::load(fixture("questions.toml"), &kb).unwrap();
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     for d in t.docs() {
-        let a = answer_for(kb.get(&d.doc_id).unwrap());
+        let a = zh_answer(kb.get(&d.doc_id).unwrap());
         for q in &d.train {
             train.push(Sample::new(&q.question, &a, Some(&d.doc_id), &q.style));
         }
@@ -29,7 +29,7 @@ fn setup(dir: &Path) -> Vec<Sample> {
     for u in &t.unanswerable().eval {
         eval.push(Sample::new(&u.question, &u.refusal, None, STYLE_UNANSWERABLE));
     }
-    let mfa = answer_for(kb.get(t.doc_id_of("mfa").unwrap()).unwrap());
+    let mfa = zh_answer(kb.get(t.doc_id_of("mfa").unwrap()).unwrap());
     let answers: Vec<EvalAnswer> = eval
         .iter()
         .map(|s| EvalAnswer {
@@ -95,4 +95,9 @@ fn bad_analysis_file_is_named() {
     setup(dir.path());
     std::fs::write(dir.path().join("error_analysis.json"), "[]").unwrap();
     cmd(dir.path()).assert().failure().stderr(contains("--analysis").and(contains("error_analysis.json")));
+}
+
+/// The answer to a question about `entry` of a Chinese KB (the shipped one).
+fn zh_answer(entry: &kb_dataset::KbEntry) -> String {
+    kb_dataset::answer_for(entry, kb_dataset::Language::Zh)
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use cli_support::KbArgs;
-use kb_dataset::{OverlapReport, build_eval_set, read_jsonl, write_jsonl};
+use kb_dataset::{Kb, OverlapReport, build_eval_set, build_probe_set, read_jsonl, write_jsonl};
 
 /// Write the evaluation set (ChatML JSON lines) and report its overlap with the training set.
 #[derive(Debug, Parser)]
@@ -28,15 +28,31 @@ struct Args {
     /// Output file (JSON lines); written atomically, and not at all on error.
     #[arg(long, default_value = "data/eval_qwen_v1.jsonl")]
     out: PathBuf,
+
+    /// Write the questions of this hand-written probe file (the format of data/probe/probe.toml)
+    /// instead of the templates' eval pools; --questions is then not read.
+    #[arg(long, value_name = "FILE")]
+    probe: Option<PathBuf>,
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let mut inputs = args.kb.input_paths();
     inputs.push(("--train", &args.train));
+    if let Some(probe) = &args.probe {
+        inputs.push(("--probe", probe));
+    }
     kb_dataset::check_outputs(&[("--out", &args.out)], &inputs)?;
-    let (kb, templates) = args.kb.load()?;
+    let eval = match &args.probe {
+        Some(probe) => {
+            let kb = Kb::load(&args.kb.kb).context("loading the knowledge base (--kb)")?;
+            build_probe_set(&kb, probe).context("reading the probe file (--probe)")?
+        }
+        None => {
+            let (kb, templates) = args.kb.load()?;
+            build_eval_set(&kb, &templates).context("building the eval set")?
+        }
+    };
     let train = read_jsonl(&args.train).context("reading the training set (--train)")?;
-    let eval = build_eval_set(&kb, &templates).context("building the eval set")?;
     let report = OverlapReport::analyze(&eval, &train);
     write_jsonl(&args.out, &eval).with_context(|| format!("writing the eval set to {}", args.out.display()))?;
     if !report.exact.is_empty() || report.too_many_near() {

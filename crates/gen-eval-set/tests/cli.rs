@@ -47,6 +47,22 @@ fn defaults_write_the_eval_set_and_report_no_exact_overlap() {
 }
 
 #[test]
+fn a_probe_file_becomes_the_shipped_probe_set() {
+    let dir = workdir();
+    let probe = repo_data().join("probe/probe.toml");
+    cmd(dir.path())
+        .arg("--probe")
+        .arg(&probe)
+        .args(["--out", "probe.jsonl", "--questions", "missing.toml"])
+        .assert()
+        .success()
+        .stdout(contains("wrote 117 samples"))
+        .stdout(contains("(84 answerable, 33 unanswerable)"));
+    let written = std::fs::read(dir.path().join("probe.jsonl")).unwrap();
+    assert_eq!(written, std::fs::read(repo_data().join("probe/probe_qwen.jsonl")).unwrap());
+}
+
+#[test]
 fn exact_overlap_is_reported() {
     let dir = workdir();
     let eval_line = {

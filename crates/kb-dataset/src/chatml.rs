@@ -1,26 +1,30 @@
-//! The exact text layout shared with the Python reference pipeline: Qwen ChatML turns, the
-//! answer prefix and the refusal prefix.
+//! The exact text layout shared with the Python reference pipeline: Qwen ChatML turns, and the
+//! answers and refusals of a KB's language ([`Language`]: a Chinese KB keeps the reference's
+//! `依據公司規範:` and `抱歉`).
 
 use crate::kb::KbEntry;
+use crate::language::Language;
 
-/// Every answerable reply is this prefix followed by the KB text (ASCII colon, no space).
-pub const ANSWER_PREFIX: &str = "依據公司規範:";
-
-/// Every refusal starts with this word.
-pub const REFUSAL_PREFIX: &str = "抱歉";
-
+const SYSTEM_START: &str = "<|im_start|>system\n";
 const USER_START: &str = "<|im_start|>user\n";
 const TURN_SEP: &str = "<|im_end|>\n<|im_start|>assistant\n";
 const END: &str = "<|im_end|>";
 
-/// The reply the model must learn for a question about `entry`.
-pub fn answer_for(entry: &KbEntry) -> String {
-    format!("{ANSWER_PREFIX}{}", entry.text)
+/// The reply the model must learn for a question about `entry` of a KB in `lang`.
+pub fn answer_for(entry: &KbEntry, lang: Language) -> String {
+    format!("{}{}", lang.answer_prefix(), entry.text)
 }
 
-/// Whether a reply is a refusal (after leading whitespace, as generated text may have some).
+/// Whether a reply is a refusal in any language (after leading whitespace, as generated text may
+/// have some).
 pub fn is_refusal(answer: &str) -> bool {
-    answer.trim_start().starts_with(REFUSAL_PREFIX)
+    let answer = answer.trim_start();
+    Language::ALL.iter().any(|l| answer.starts_with(l.refusal_prefix()))
+}
+
+/// The reply without the answer prefix of any language, if it has one.
+pub fn strip_answer_prefix(answer: &str) -> Option<&str> {
+    Language::ALL.iter().find_map(|l| answer.strip_prefix(l.answer_prefix()))
 }
 
 /// One training/eval sample: a user turn and an assistant turn.
@@ -31,6 +35,12 @@ pub fn chatml(question: &str, answer: &str) -> String {
 /// The generation prompt for a question: [`chatml`] up to where the assistant's reply starts.
 pub fn prompt(question: &str) -> String {
     format!("{USER_START}{question}{TURN_SEP}")
+}
+
+/// A generation prompt with a system turn first (the synthesis prompts; training samples have
+/// none, like the reference's).
+pub fn chat_prompt(system: &str, user: &str) -> String {
+    format!("{SYSTEM_START}{system}<|im_end|>\n{}", prompt(user))
 }
 
 /// Splits a [`chatml`] text back into `(question, answer)`; `None` when the markers are missing.
@@ -53,6 +63,14 @@ mod tests {
     }
 
     #[test]
+    fn chat_prompt_puts_the_system_turn_first() {
+        assert_eq!(
+            chat_prompt("s", "q"),
+            "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
     fn prompt_is_a_prefix_of_chatml() {
         let full = chatml("q", "a");
         assert!(full.starts_with(&prompt("q")));
@@ -71,10 +89,14 @@ mod tests {
     #[test]
     fn answers_and_refusals() {
         let e = KbEntry::from_text("請使用新版 VPN。");
-        assert_eq!(answer_for(&e), "依據公司規範:請使用新版 VPN。");
+        assert_eq!(answer_for(&e, Language::Zh), "依據公司規範:請使用新版 VPN。");
+        assert_eq!(answer_for(&e, Language::En), "According to company policy: 請使用新版 VPN。");
+        assert!(is_refusal("Sorry, ask HR."));
+        assert_eq!(strip_answer_prefix("依據公司規範:x"), Some("x"));
+        assert_eq!(strip_answer_prefix("x"), None);
         assert!(is_refusal("抱歉,這個問題請洽 HR。"));
         assert!(is_refusal("  抱歉"));
-        assert!(!is_refusal(&answer_for(&e)));
+        assert!(!is_refusal(&answer_for(&e, Language::Zh)));
         assert!(!is_refusal("很抱歉"));
     }
 }

@@ -1,7 +1,6 @@
 //! The evaluation set: every eval question of every doc (KB order, not shuffled, so reports
 //! read doc by doc), then the unanswerable eval questions.
 
-use crate::chatml::answer_for;
 use crate::error::Result;
 use crate::kb::Kb;
 use crate::sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample};
@@ -12,7 +11,7 @@ pub fn build_eval_set(kb: &Kb, templates: &Templates) -> Result<Vec<Sample>> {
     let mut samples = Vec::new();
     for doc in templates.docs() {
         let entry = templates.kb_entry(kb, &doc.doc_id)?;
-        let answer = answer_for(entry);
+        let answer = kb.answer_for(entry);
         for q in &doc.eval {
             samples.push(Sample::new(q, &answer, Some(&doc.doc_id), STYLE_EVAL));
         }

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::io::{read_lines, to_python_json};
+use crate::language::Language;
 use crate::output::write_atomic;
 
 /// One KB entry. `doc_id` and `text_hash` are derived from `text` (see [`doc_id_for`],
@@ -96,6 +97,16 @@ impl Kb {
     /// All entries, in file order.
     pub fn entries(&self) -> &[KbEntry] {
         &self.entries
+    }
+
+    /// The language of the entries' texts, which answers and refusals follow.
+    pub fn language(&self) -> Language {
+        Language::detect(self.entries.iter().map(|e| e.text.as_str()))
+    }
+
+    /// The reply the model must learn for a question about `entry`, in the KB's language.
+    pub fn answer_for(&self, entry: &KbEntry) -> String {
+        crate::chatml::answer_for(entry, self.language())
     }
 
     /// The entry with this id.

@@ -23,25 +23,31 @@ mod error;
 mod eval_set;
 mod io;
 mod kb;
+mod language;
 mod output;
 mod overlap;
 mod plan;
+mod probe;
 mod progress;
 mod sample;
 mod sampling;
 mod templates;
+mod templates_toml;
 
-pub use chatml::{ANSWER_PREFIX, REFUSAL_PREFIX, answer_for, chatml, is_refusal, prompt};
+pub use chatml::{answer_for, chat_prompt, chatml, is_refusal, prompt, strip_answer_prefix};
 pub use distribution::{Count, Distribution, DocCount, StyleCount};
 pub use error::{Error, Result};
 pub use eval_set::build_eval_set;
 pub use kb::{Kb, KbEntry, doc_id_for, normalize, text_hash};
+pub use language::{Language, cjk_share, is_cjk};
 pub use output::{
     AtomicDir, AtomicFile, check_outputs, remove_temps_of_this_process, resolve_output, same_file, write_atomic,
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
 pub use plan::TrainRequest;
+pub use probe::{STYLE_PROBE, build_probe_set};
 pub use progress::progress_bar;
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};
 pub use sampling::{TrainSet, build_train_set};
 pub use templates::{DocTemplates, StyledQuestion, Templates, Unanswerable, UnanswerablePools};
+pub use templates_toml::render_templates;

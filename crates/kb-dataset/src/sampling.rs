@@ -5,7 +5,6 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::chatml::answer_for;
 use crate::distribution::Distribution;
 use crate::error::Result;
 use crate::kb::Kb;
@@ -67,7 +66,7 @@ pub fn build_train_set(kb: &Kb, templates: &Templates, req: &TrainRequest) -> Re
     let mut samples = Vec::with_capacity(req.total);
     for (i, (doc, &count)) in templates.docs().iter().zip(&plan.per_doc).enumerate() {
         let entry = templates.kb_entry(kb, &doc.doc_id)?;
-        let answer = answer_for(entry);
+        let answer = kb.answer_for(entry);
         for (style, question) in pick_doc(doc, count, i, &mut rng) {
             samples.push(Sample::new(question, &answer, Some(&doc.doc_id), style));
         }

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::chatml::REFUSAL_PREFIX;
 use crate::error::{Error, Result};
 use crate::io::read_text;
 use crate::kb::{Kb, KbEntry, normalize};
+use crate::language::Language;
 
 /// A training question and its style (`short`, `full`, `formal`, `mixed`, or any name the file uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,25 +285,22 @@ impl Checker<'_> {
 
         let u = &raw.unanswerable;
         let unanswerable = UnanswerablePools {
-            train: self.refusals(&u.train, "unanswerable.train")?,
-            eval: self.refusals(&u.eval, "unanswerable.eval")?,
-            augment: self.refusals(&u.augment, "unanswerable.augment")?,
+            train: self.refusals(&u.train, "unanswerable.train", kb.language())?,
+            eval: self.refusals(&u.eval, "unanswerable.eval", kb.language())?,
+            augment: self.refusals(&u.augment, "unanswerable.augment", kb.language())?,
         };
         Ok(Templates { path: self.path.to_path_buf(), docs, unanswerable })
     }
 
-    fn refusals(&mut self, pool: &[RawRefusal], name: &str) -> Result<Vec<Unanswerable>> {
+    fn refusals(&mut self, pool: &[RawRefusal], name: &str, lang: Language) -> Result<Vec<Unanswerable>> {
+        let prefix = lang.refusal_prefix();
         let mut out = Vec::new();
         for (i, r) in pool.iter().enumerate() {
             let entry = format!("{name} entry {}", i + 1);
             let question = self.question(&r.question, entry.clone())?;
             let refusal = r.refusal.get_ref().trim().to_string();
-            if !refusal.starts_with(REFUSAL_PREFIX) {
-                return Err(self.err(
-                    &r.refusal,
-                    &entry,
-                    format!("refusal {refusal:?} must start with {REFUSAL_PREFIX:?}"),
-                ));
+            if !refusal.starts_with(prefix) {
+                return Err(self.err(&r.refusal, &entry, format!("refusal {refusal:?} must start with {prefix:?}")));
             }
             out.push(Unanswerable { question, refusal });
         }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::{shipped, tiny};
-use kb_dataset::{STYLE_UNANSWERABLE, TrainRequest, answer_for, build_train_set, is_refusal, to_jsonl};
+use kb_dataset::{STYLE_UNANSWERABLE, TrainRequest, build_train_set, is_refusal, to_jsonl};
 
 #[test]
 fn default_request_on_shipped_data() {
@@ -24,7 +24,7 @@ fn default_request_on_shipped_data() {
         let (q, a) = (x.question.as_str(), x.answer.as_str());
         match &x.doc_id {
             Some(id) => {
-                assert_eq!(a, answer_for(kb.get(id).unwrap()));
+                assert_eq!(a, zh_answer(kb.get(id).unwrap()));
                 let doc = t.doc(id).unwrap();
                 assert!(doc.train.iter().any(|tq| tq.question == q && tq.style == x.style), "{q}");
             }
@@ -162,4 +162,9 @@ fn invalid_ratio_and_total_are_rejected() {
         assert!(e.contains("--unanswerable-ratio") && e.contains("between 0 and 1"), "{e}");
     }
     assert!(err(0, 0.25).contains("--total must be at least 1"));
+}
+
+/// The answer to a question about `entry` of a Chinese KB (the shipped one).
+fn zh_answer(entry: &kb_dataset::KbEntry) -> String {
+    kb_dataset::answer_for(entry, kb_dataset::Language::Zh)
 }

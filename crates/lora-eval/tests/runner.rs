@@ -1,7 +1,7 @@
 //! End-to-end runs of the evaluation with fake generators: every figure in the report must come
 //! from the answers the generator produced.
 
-use kb_dataset::{Kb, KbEntry, Sample, answer_for};
+use kb_dataset::{Kb, KbEntry, Sample};
 use lora_eval::{Error, EvalOptions, PrintOptions, Report, Source, evaluate, print_report, read_report, write_report};
 use postprocess::{PostProcessor, Rules};
 
@@ -30,7 +30,7 @@ fn post() -> PostProcessor {
 fn samples() -> Vec<Sample> {
     let kb = kb();
     let e = kb.entries();
-    let a = |i: usize, q: &str| Sample::new(q, &answer_for(&e[i]), Some(&e[i].doc_id), "eval");
+    let a = |i: usize, q: &str| Sample::new(q, &zh_answer(&e[i]), Some(&e[i].doc_id), "eval");
     vec![
         a(0, "VPN 怎麼連？"),
         a(0, "遠端連線要裝什麼"),
@@ -50,7 +50,7 @@ fn fake_answer(i: usize, question: &str, expected: &str) -> String {
         1 => expected.to_string(),
         2 => expected.replace("30 天", "三十天"), // close: KB_MATCH
         3 => "請找主管。".to_string(),            // garbled: MODEL_GENERATED
-        4 => answer_for(&kb().entries()[1]),      // wrong doc, no rule: KB_MATCH to doc 1
+        4 => zh_answer(&kb().entries()[1]),       // wrong doc, no rule: KB_MATCH to doc 1
         5 => expected.to_string(),
         6 => REFUSAL.to_string(), // near-miss, excluded from the vpn rule: refusal kept
         _ => format!("依據公司規範:{question}"), // unanswerable, not refused
@@ -244,4 +244,9 @@ fn comparison_table_has_one_row_per_report_with_its_figures() {
     let answerable =
         format!("{} / {}", pct(s.avg_similarity_answerable_raw.unwrap()), pct(s.avg_similarity_answerable.unwrap()));
     assert!(rows[0].contains(&answerable), "{text}");
+}
+
+/// The answer to a question about `entry` of a Chinese KB (the shipped one).
+fn zh_answer(entry: &kb_dataset::KbEntry) -> String {
+    kb_dataset::answer_for(entry, kb_dataset::Language::Zh)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kb_dataset::{ANSWER_PREFIX, Kb, answer_for, is_refusal};
+use kb_dataset::{Kb, is_refusal};
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::Threshold;
@@ -122,7 +122,7 @@ impl PostProcessor {
         if !(0.0..=1.0).contains(&kb_match_threshold) {
             return Err(Error::Threshold(kb_match_threshold));
         }
-        let kb_answers = kb.entries().iter().map(answer_for).collect();
+        let kb_answers = kb.entries().iter().map(|e| kb.answer_for(e)).collect();
         Ok(PostProcessor { kb, rules: Rules::default(), retriever: None, threshold: kb_match_threshold, kb_answers })
     }
 
@@ -242,7 +242,7 @@ impl PostProcessor {
         }
         if let Some(refusal) = self.rules.uncovered_refusal() {
             let cites = best.filter(|&(_, score)| score >= self.threshold);
-            if cites.is_some() || answer.starts_with(ANSWER_PREFIX.trim_end_matches(':')) {
+            if cites.is_some() || states_policy(answer) {
                 let what = match cites {
                     Some((index, score)) => format!("cites {} at {score:.2}", self.label(index)),
                     None => "states a policy that is not in the KB".to_string(),
@@ -544,6 +544,12 @@ fn trusted(t: &Threshold) -> String {
         ),
         None => format!("never trusted: no margin reached leave-one-out precision {:.2}", t.precision_target),
     }
+}
+
+/// Whether an answer opens like a KB answer (the answer prefix of any language, its colon and
+/// spacing aside), i.e. states a policy.
+fn states_policy(answer: &str) -> bool {
+    kb_dataset::Language::ALL.iter().any(|l| answer.starts_with(l.answer_prefix().trim_end().trim_end_matches(':')))
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Retriever {
         let index = Index::build(&texts, &questions);
         let calibration = Calibration::fit(&index, &questions, precision);
         Ok(Retriever {
-            refusals: Refusals::new(&questions),
+            refusals: Refusals::new(&questions, kb.language()),
             index,
             calibration,
             entries: texts.len(),

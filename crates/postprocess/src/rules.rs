@@ -111,7 +111,7 @@ impl Rules {
                 return Err(Error::NotARefusal {
                     path: path.to_path_buf(),
                     line: line_of(&r),
-                    prefix: kb_dataset::REFUSAL_PREFIX,
+                    prefix: kb.language().refusal_prefix(),
                 });
             }
             r => r.map(|r| r.get_ref().trim().to_string()),

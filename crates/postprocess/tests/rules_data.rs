@@ -106,7 +106,7 @@ fn kb_answers_are_far_enough_apart_for_an_unambiguous_kb_match() {
     // If two KB answers were within the default threshold of each other, a KB_MATCH could snap
     // an answer to the wrong doc.
     let kb = Kb::load(data("kb.jsonl")).unwrap_or_else(|e| panic!("{e}"));
-    let answers: Vec<String> = kb.entries().iter().map(kb_dataset::answer_for).collect();
+    let answers: Vec<String> = kb.entries().iter().map(|e| kb.answer_for(e)).collect();
     for (i, a) in answers.iter().enumerate() {
         for (j, b) in answers.iter().enumerate().filter(|&(j, _)| j != i) {
             let r = seqmatch::ratio(a, b);

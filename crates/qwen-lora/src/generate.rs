@@ -5,8 +5,9 @@
 //! many as there are prompts left), the next prompts are prefilled together and join it, their
 //! cache left-padded to the batch's length; so one long answer never leaves most slots idle.
 //! Positions count real tokens only, so a row decodes exactly like the same prompt alone (a test
-//! checks it token for token). With sampling (temperature > 0) the draws follow the batch's row
-//! order, so a seed reproduces a run only with the same batch size.
+//! checks it token for token). With sampling (temperature > 0) the draws of [`generate`] follow
+//! the batch's row order, so a seed reproduces a run only with the same batch size;
+//! [`generate_seeded`] gives every prompt its own seed instead.
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -40,6 +41,51 @@ pub fn generate(
     prompts: &[Vec<u32>],
     stop: &[u32],
     cfg: &GenerationConfig,
+    on_done: impl FnMut(usize),
+) -> Result<Vec<Vec<u32>>> {
+    run(model, prompts, stop, cfg, Draws::Shared(Box::new(StdRng::seed_from_u64(cfg.seed))), on_done)
+}
+
+/// [`generate`] with prompt `i` sampling from its own `seeds[i]` (`cfg.seed` is unused), so
+/// each answer depends only on its prompt and seed, not on the other prompts of the call.
+pub fn generate_seeded(
+    model: &Qwen2,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    stop: &[u32],
+    cfg: &GenerationConfig,
+    on_done: impl FnMut(usize),
+) -> Result<Vec<Vec<u32>>> {
+    if seeds.len() != prompts.len() {
+        return Err(Error::msg(format!("generate: {} seeds for {} prompts", seeds.len(), prompts.len())));
+    }
+    let draws = Draws::PerPrompt(seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect());
+    run(model, prompts, stop, cfg, draws, on_done)
+}
+
+/// Where sampled tokens draw their randomness.
+enum Draws {
+    /// One generator for the whole call, in row order.
+    Shared(Box<StdRng>),
+    /// One per prompt.
+    PerPrompt(Vec<StdRng>),
+}
+
+impl Draws {
+    fn rng(&mut self, prompt: usize) -> &mut StdRng {
+        match self {
+            Draws::Shared(rng) => rng,
+            Draws::PerPrompt(rngs) => &mut rngs[prompt],
+        }
+    }
+}
+
+fn run(
+    model: &Qwen2,
+    prompts: &[Vec<u32>],
+    stop: &[u32],
+    cfg: &GenerationConfig,
+    mut draws: Draws,
     mut on_done: impl FnMut(usize),
 ) -> Result<Vec<Vec<u32>>> {
     if prompts.iter().any(|p| p.is_empty()) {
@@ -54,7 +100,6 @@ pub fn generate(
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
     let size = cfg.batch_size.max(1);
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut batch = Batch::default();
     let (mut queued, mut done) = (order.as_slice(), 0);
     loop {
@@ -72,7 +117,7 @@ pub fn generate(
         let mut next = Vec::with_capacity(batch.rows.len());
         for (slot, row) in logits.to_dtype(DType::F32)?.to_vec2::<f32>()?.into_iter().enumerate() {
             let r = &mut batch.rows[slot];
-            let tok = pick(row, &r.history, cfg, &mut rng);
+            let tok = pick(row, &r.history, cfg, draws.rng(r.prompt));
             if !stop.contains(&tok) {
                 out[r.prompt].push(tok);
                 r.history.push(tok);
@@ -240,4 +285,54 @@ fn argmax(v: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_nn::VarBuilder;
+
+    use super::*;
+    use crate::fixture::{tiny_config, tiny_tensors};
+
+    fn model() -> Qwen2 {
+        let ts: HashMap<String, Tensor> = tiny_tensors(5).unwrap().into_iter().collect();
+        Qwen2::new(&tiny_config(), VarBuilder::from_tensors(ts, DType::F32, &Device::Cpu), None).unwrap()
+    }
+
+    fn sampled(batch_size: usize) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            batch_size,
+        }
+    }
+
+    #[test]
+    fn a_seeded_prompt_samples_the_same_alone_or_in_any_batch() {
+        let m = model();
+        let prompts: Vec<Vec<u32>> = (0..4u32).map(|i| (1..4 + i).collect()).collect();
+        let seeds = [11, 12, 13, 14];
+        let alone: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(seeds)
+            .map(|(p, s)| {
+                generate_seeded(&m, std::slice::from_ref(p), &[s], &[], &sampled(1), |_| {}).unwrap().remove(0)
+            })
+            .collect();
+        for size in [4, 2] {
+            assert_eq!(
+                generate_seeded(&m, &prompts, &seeds, &[], &sampled(size), |_| {}).unwrap(),
+                alone,
+                "batch {size}"
+            );
+        }
+        let other = generate_seeded(&m, &prompts[..1], &[99], &[], &sampled(1), |_| {}).unwrap().remove(0);
+        assert_ne!(other, alone[0], "another seed, another sample");
+        assert!(generate_seeded(&m, &prompts, &seeds[..1], &[], &sampled(1), |_| {}).is_err());
+    }
 }

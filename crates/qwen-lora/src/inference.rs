@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-use crate::generate::{GenerationConfig, generate};
+use crate::generate::{GenerationConfig, generate, generate_seeded};
 use crate::load::SourceInfo;
 use crate::merge::merge_adapter;
 use crate::model::Qwen2;
@@ -67,6 +67,19 @@ impl ChatModel {
     ) -> Result<Vec<String>> {
         let ids = prompts.iter().map(|p| self.encode(p)).collect::<Result<Vec<_>>>()?;
         let out = generate(&self.model, &ids, &self.stop, cfg, on_done)?;
+        out.iter().map(|o| self.decode(o)).collect()
+    }
+
+    /// [`ChatModel::generate_texts`] with a seed per prompt ([`generate_seeded`]).
+    pub fn generate_texts_seeded(
+        &self,
+        prompts: &[String],
+        seeds: &[u64],
+        cfg: &GenerationConfig,
+        on_done: impl FnMut(usize),
+    ) -> Result<Vec<String>> {
+        let ids = prompts.iter().map(|p| self.encode(p)).collect::<Result<Vec<_>>>()?;
+        let out = generate_seeded(&self.model, &ids, seeds, &self.stop, cfg, on_done)?;
         out.iter().map(|o| self.decode(o)).collect()
     }
 }

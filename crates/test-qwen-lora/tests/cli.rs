@@ -87,7 +87,7 @@ fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
             assert_eq!(model, raw);
         }
         // Every final answer that is no refusal is a KB text, and each raw answer has its kind.
-        assert!(kb_dataset::is_refusal(model) || model.starts_with(kb_dataset::ANSWER_PREFIX), "{d}");
+        assert!(kb_dataset::is_refusal(model) || model.starts_with("依據公司規範:"), "{d}");
         assert!(["REFUSAL", "KB_QUOTE", "UNMATCHED"].contains(&d["raw_kind"].as_str().unwrap()), "{d}");
         assert!(!d["source_detail"].as_str().unwrap().is_empty());
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use diagnose::EvalAnswer;
-use kb_dataset::{Kb, Templates, answer_for};
+use kb_dataset::{Kb, Templates};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -18,7 +18,7 @@ pub fn load() -> (Kb, Templates) {
 
 /// The reference answer of a topic.
 pub fn answer(kb: &Kb, t: &Templates, topic: &str) -> String {
-    answer_for(kb.get(t.doc_id_of(topic).unwrap()).unwrap())
+    zh_answer(kb.get(t.doc_id_of(topic).unwrap()).unwrap())
 }
 
 /// An answerable eval question of `topic` (its `i`-th eval question) with the model's `raw`.
@@ -57,4 +57,9 @@ pub fn mixed_run(kb: &Kb, t: &Templates) -> Vec<EvalAnswer> {
         unanswerable(t, 2, "抱歉,這我無法回答喔,請見諒,謝謝您的耐心"), // refusal, other words
         asked(kb, t, "leave", 1, &leave),                              // correct
     ]
+}
+
+/// The answer to a question about `entry` of a Chinese KB (the shipped one).
+fn zh_answer(entry: &kb_dataset::KbEntry) -> String {
+    kb_dataset::answer_for(entry, kb_dataset::Language::Zh)
 }
