@@ -2,7 +2,7 @@
 //! answers and refusals of a KB's language ([`Language`]: a Chinese KB keeps the reference's
 //! `依據公司規範:` and `抱歉`).
 
-use crate::kb::KbEntry;
+use crate::kb::{Kb, KbEntry};
 use crate::language::Language;
 
 const SYSTEM_START: &str = "<|im_start|>system\n";
@@ -13,6 +13,13 @@ const END: &str = "<|im_end|>";
 /// The reply the model must learn for a question about `entry` of a KB in `lang`.
 pub fn answer_for(entry: &KbEntry, lang: Language) -> String {
     format!("{}{}", lang.answer_prefix(), entry.text)
+}
+
+impl Kb {
+    /// The reply the model must learn for a question about `entry`, in the KB's language.
+    pub fn answer_for(&self, entry: &KbEntry) -> String {
+        answer_for(entry, self.language())
+    }
 }
 
 /// Whether a reply is a refusal in any language (after leading whitespace, as generated text may

@@ -104,11 +104,6 @@ impl Kb {
         Language::detect(self.entries.iter().map(|e| e.text.as_str()))
     }
 
-    /// The reply the model must learn for a question about `entry`, in the KB's language.
-    pub fn answer_for(&self, entry: &KbEntry) -> String {
-        crate::chatml::answer_for(entry, self.language())
-    }
-
     /// The entry with this id.
     pub fn get(&self, doc_id: &str) -> Option<&KbEntry> {
         self.entries.iter().find(|e| e.doc_id == doc_id)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::synth::Request;
+use crate::generator::Request;
 
 #[derive(Serialize, Deserialize)]
 struct Line {

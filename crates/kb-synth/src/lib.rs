@@ -16,6 +16,7 @@
 mod cache;
 mod error;
 pub mod filter;
+mod generator;
 mod parse;
 pub mod prompts;
 mod qwen;
@@ -25,7 +26,8 @@ mod synth;
 
 pub use cache::Cache;
 pub use error::{Error, Result};
+pub use generator::{Generator, Request};
 pub use qwen::QwenGenerator;
 pub use report::render_summary;
 pub use run::{RunPaths, run};
-pub use synth::{EntrySummary, Generator, Pools, Request, Summary, SynthConfig, Synthesis, Thresholds, synthesize};
+pub use synth::{EntrySummary, Pools, Summary, SynthConfig, Synthesis, Thresholds, synthesize};

@@ -7,7 +7,7 @@ use kb_dataset::chat_prompt;
 use qwen_lora::ChatModel;
 use qwen_lora::generate::GenerationConfig;
 
-use crate::synth::{Generator, Request};
+use crate::generator::{Generator, Request};
 
 /// Nucleus sampling and a mild repetition penalty for the sampled lists: small models otherwise
 /// loop on one question pattern. Greedy requests use neither.

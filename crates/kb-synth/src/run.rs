@@ -7,7 +7,8 @@ use kb_dataset::{AtomicFile, Kb, Templates, check_outputs, render_templates, wri
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::synth::{Generator, Summary, SynthConfig, synthesize};
+use crate::generator::Generator;
+use crate::synth::{Summary, SynthConfig, synthesize};
 
 /// Where a run reads and writes.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::fsutil::write_dir_atomic;
+use crate::fsutil::{load_tensors, write_dir_atomic};
 use crate::metrics::MetricRecord;
 use crate::optim::AdamW;
 
@@ -125,29 +125,6 @@ pub fn load_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, format!("invalid trainer state: {e}")))
-}
-
-/// Reads a checkpoint's safetensors file; a missing or damaged one is named (candle's own
-/// errors do not say which file).
-pub(crate) fn load_tensors(
-    path: &Path,
-    device: &Device,
-) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
-    if !path.is_file() {
-        return Err(Error::checkpoint(
-            path,
-            "missing: the checkpoint is incomplete; resume from another checkpoint-<step>/ or start over with --overwrite",
-        ));
-    }
-    candle_core::safetensors::load(path, device).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!(
-                "not a readable safetensors file ({e}); the checkpoint is damaged: resume from another \
-                 checkpoint-<step>/ or start over with --overwrite"
-            ),
-        )
-    })
 }
 
 /// Loads the adapter weights of a checkpoint into `params` (matched by PEFT key name; PEFT's

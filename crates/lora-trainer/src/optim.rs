@@ -91,7 +91,7 @@ impl AdamW {
     /// Restores a state saved by [`AdamW::save`] for the same parameters (names and shapes).
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let device = self.params.first().map(|(_, p)| p.device().clone()).unwrap_or(Device::Cpu);
-        let mut map = crate::checkpoint::load_tensors(path, &device)?;
+        let mut map = crate::fsutil::load_tensors(path, &device)?;
         let bad = |message: String| Error::checkpoint(path, message);
         let step = map.remove("step").ok_or_else(|| bad("no `step` tensor".into()))?;
         let step = step.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
