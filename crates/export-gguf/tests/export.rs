@@ -2,10 +2,12 @@
 //! tensors are byte-identical, the LoRA GGUF has llama.cpp's names, shapes and metadata, HF → GGUF
 //! keeps the tokenizer, and failures leave nothing behind.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::{export, merged_args};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use export_gguf::{OutType, export_from_hf, export_lora_only, export_merged};
@@ -408,14 +410,8 @@ fn mismatches_and_bad_outputs_fail_clearly_without_touching_the_output() {
 fn the_binary_exports_and_reports() {
     let f = fixture();
     let out = f.dir.join("tuned.gguf");
-    Command::cargo_bin("export-gguf")
-        .unwrap()
-        .arg("--gguf")
-        .arg(&f.base)
-        .arg("--adapter")
-        .arg(&f.adapter)
-        .arg("--out")
-        .arg(&out)
+    export()
+        .args(merged_args(&f.base, &f.adapter, &out))
         .assert()
         .success()
         .stdout(
@@ -424,8 +420,7 @@ fn the_binary_exports_and_reports() {
     assert!(out.is_file());
 
     let lora = f.dir.join("adapter.gguf");
-    Command::cargo_bin("export-gguf")
-        .unwrap()
+    export()
         .arg("--adapter")
         .arg(&f.adapter)
         .arg("--lora-only")
@@ -437,25 +432,17 @@ fn the_binary_exports_and_reports() {
         .success()
         .stdout(predicate::str::contains("llama.cpp LoRA adapter, 10 tensor pairs"));
 
-    Command::cargo_bin("export-gguf")
-        .unwrap()
+    export()
         .args(["--adapter", "x", "--out", "y.gguf", "--gguf", "z.gguf", "--type", "q4_k"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("q8_0"));
-    Command::cargo_bin("export-gguf")
-        .unwrap()
-        .arg("--gguf")
-        .arg(&f.base)
-        .arg("--adapter")
-        .arg(&f.adapter)
-        .arg("--out")
-        .arg(f.dir.join("missing/t.gguf"))
+    export()
+        .args(merged_args(&f.base, &f.adapter, &f.dir.join("missing/t.gguf")))
         .assert()
         .failure()
         .stderr(predicate::str::contains("does not exist"));
-    Command::cargo_bin("export-gguf")
-        .unwrap()
+    export()
         .args(["--model", "some-dir", "--type", "same", "--out", "t.gguf"])
         .assert()
         .failure()
