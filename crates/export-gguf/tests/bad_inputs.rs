@@ -103,11 +103,8 @@ fn the_export_follows_the_umask() {
     let (base, adapter) = setup(dir.path());
     let out = dir.path().join("tuned.gguf");
     let bin = assert_cmd::cargo::cargo_bin("export-gguf");
-    let status = with_umask(&bin, "027")
-        .args(merged_args(&base, &adapter, &out))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let status =
+        with_umask(&bin, "027").args(merged_args(&base, &adapter, &out)).stdout(Stdio::null()).status().unwrap();
     assert!(status.success());
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o640);
 }

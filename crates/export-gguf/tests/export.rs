@@ -7,9 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{export, merged_args};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
+use common::{export, merged_args};
 use export_gguf::{OutType, export_from_hf, export_lora_only, export_merged};
 use predicates::prelude::*;
 use qwen_lora::adapter::{load_adapter, save_adapter};
@@ -410,13 +410,9 @@ fn mismatches_and_bad_outputs_fail_clearly_without_touching_the_output() {
 fn the_binary_exports_and_reports() {
     let f = fixture();
     let out = f.dir.join("tuned.gguf");
-    export()
-        .args(merged_args(&f.base, &f.adapter, &out))
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains("10 merged: 10 F32 -> F32").and(predicate::str::contains("copied byte for byte")),
-        );
+    export().args(merged_args(&f.base, &f.adapter, &out)).assert().success().stdout(
+        predicate::str::contains("10 merged: 10 F32 -> F32").and(predicate::str::contains("copied byte for byte")),
+    );
     assert!(out.is_file());
 
     let lora = f.dir.join("adapter.gguf");

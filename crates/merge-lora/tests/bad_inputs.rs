@@ -19,7 +19,14 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// `--model M --adapter A --out O`.
 fn merge_args<'a>(model: &'a Path, adapter: &'a Path, out: &'a Path) -> [&'a OsStr; 6] {
-    ["--model".as_ref(), model.as_os_str(), "--adapter".as_ref(), adapter.as_os_str(), "--out".as_ref(), out.as_os_str()]
+    [
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--adapter".as_ref(),
+        adapter.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]
 }
 
 #[test]
@@ -31,8 +38,7 @@ fn a_temporary_left_by_an_interrupted_run_is_removed_by_the_next() {
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("model.safetensors"), vec![0u8; 1 << 16]).unwrap();
     let out = dir.path().join("merged");
-    Command::cargo_bin("merge-lora").unwrap().args(merge_args(&model, &adapter, &out)).assert()
-        .success();
+    Command::cargo_bin("merge-lora").unwrap().args(merge_args(&model, &adapter, &out)).assert().success();
     assert_eq!(names(dir.path()), ["adapter", "merged", "tiny"]);
 }
 
@@ -84,11 +90,8 @@ fn the_merged_model_follows_the_umask() {
     let (model, adapter) = setup(dir.path());
     let out = dir.path().join("merged");
     let bin = assert_cmd::cargo::cargo_bin("merge-lora");
-    let status = with_umask(&bin, "027")
-        .args(merge_args(&model, &adapter, &out))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let status =
+        with_umask(&bin, "027").args(merge_args(&model, &adapter, &out)).stdout(Stdio::null()).status().unwrap();
     assert!(status.success());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out), 0o750);
