@@ -166,6 +166,25 @@ def part_train(a):
     }
 
 
+def decode_result(a, prompts, total_n, total_t, threads, load_s, peft=True):
+    """One decoding part's figures, in the key order of the reference file."""
+    r = {"prompts": len(prompts)}
+    if peft:
+        r["peft_lora"] = not a.no_adapter
+    r.update(
+        {
+            "max_new_tokens": a.max_new_tokens,
+            "tokens": total_n,
+            "seconds": total_t,
+            "tokens_per_s": total_n / total_t,
+            "threads": threads,
+            "load_seconds": load_s,
+            "peak_memory_bytes": peak_bytes(),
+        }
+    )
+    return r
+
+
 def part_generate(a):
     import torch
 
@@ -192,19 +211,7 @@ def part_generate(a):
             total_t += t
             total_n += n
             print(f"reference generate {i + 1}/{len(prompts)}: {n} tokens in {t:.1f} s", file=sys.stderr)
-    return {
-        "transformers_generate": {
-            "prompts": len(prompts),
-            "peft_lora": not a.no_adapter,
-            "max_new_tokens": a.max_new_tokens,
-            "tokens": total_n,
-            "seconds": total_t,
-            "tokens_per_s": total_n / total_t,
-            "threads": torch.get_num_threads(),
-            "load_seconds": load_s,
-            "peak_memory_bytes": peak_bytes(),
-        }
-    }
+    return {"transformers_generate": decode_result(a, prompts, total_n, total_t, torch.get_num_threads(), load_s)}
 
 
 def part_llama(a):
@@ -224,18 +231,7 @@ def part_llama(a):
         total_t += t
         total_n += n
         print(f"llama.cpp {i + 1}/{len(prompts)}: {n} tokens in {t:.1f} s", file=sys.stderr)
-    return {
-        "llama_cpp": {
-            "prompts": len(prompts),
-            "max_new_tokens": a.max_new_tokens,
-            "tokens": total_n,
-            "seconds": total_t,
-            "tokens_per_s": total_n / total_t,
-            "threads": a.threads,
-            "load_seconds": load_s,
-            "peak_memory_bytes": peak_bytes(),
-        }
-    }
+    return {"llama_cpp": decode_result(a, prompts, total_n, total_t, a.threads, load_s, peft=False)}
 
 
 NEEDS = {

@@ -4,7 +4,7 @@
 //!   runs the binary's `run() -> anyhow::Result<()>`, prints the whole error chain
 //!   (`error: {:#}`) and turns it into a non-zero exit code.
 //! - [`park_idle_candle_workers`]: candle's CPU thread pool parks its idle workers at once instead
-//!   of spinning (measured faster training on few cores); [`main`] does it first.
+//!   of spinning (faster training on few cores); [`main`] does it first.
 //! - [`on_compute_pool`]: runs the work on a worker of rayon's pool, so each parallel op starts
 //!   there instead of being handed over from the main thread; [`main`] runs `run` so.
 //! - [`progress_bar`]: the workspace's one progress bar ([`kb_dataset::progress_bar`]), drawn on
@@ -51,9 +51,8 @@ pub fn init_logging() {
 
 /// candle's CPU backend keeps its own thread pool beside rayon's (which `gemm` and the fused
 /// training ops use). After each op its workers spin 25,000 times before parking, so on a machine
-/// with few cores a spinning worker takes a core from the next matmul. Parking at once measured
-/// 1.13–1.16× on a LoRA forward+backward and 1.04–1.12× on the real training recipe (2 cores,
-/// `bench --only train-step train-epoch`, interleaved). A value the user set in
+/// with few cores a spinning worker takes a core from the next matmul; parking at once trains
+/// faster there (figures in docs/BENCHMARKS.md). A value the user set in
 /// `CANDLE_BARRIER_POOL_SPIN_LIMIT` is kept. Call it first in `main`, before any thread exists:
 /// candle reads the variable once, when its pool starts.
 pub fn park_idle_candle_workers() {
@@ -78,8 +77,7 @@ pub const WORKER_STACK_BYTES: usize = 32 << 20;
 /// gemm and the fused training ops split their work with rayon. Called from the main thread, each
 /// such op is injected into the pool while the main thread sleeps on a latch until it is done;
 /// called from a worker, the worker starts the op itself and the others steal from it, one thread
-/// hand-off fewer per op. Measured on the real recipe (`bench --only train-epoch --steps 6`, 0.5B,
-/// 2 cores, old and new binaries interleaved): medians of 5, 68.2 → 71.3 tok/s (1.05×).
+/// hand-off fewer per op, which the training recipe measures as faster (docs/BENCHMARKS.md).
 pub fn on_compute_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     // An error only means the global pool exists already; `f` then runs on it as it is.
     let _ = rayon::ThreadPoolBuilder::new().stack_size(WORKER_STACK_BYTES).build_global();

@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use candle_core::quantized::GgmlDType;
 use clap::Parser;
 use export_gguf::{OutType, type_name};
 use qwen_lora::load::ModelSource;
@@ -64,11 +63,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     kb_dataset::check_outputs(&[("--out", out)], &inputs)?;
     if args.lora_only {
         let adapter = args.adapter.as_deref().context("--lora-only needs --adapter DIR")?;
-        let dtype = match args.out_type {
-            None | Some(OutType::Same | OutType::F32) => GgmlDType::F32,
-            Some(OutType::F16) => GgmlDType::F16,
-            Some(OutType::Q8_0) => GgmlDType::Q8_0,
-        };
+        let dtype = OutType::for_lora_only(args.out_type);
         let base = export_gguf::base_config(args.gguf.as_deref(), args.model.as_deref()).context("reading the base")?;
         let r = export_gguf::export_lora_only(adapter, out, dtype, base.as_ref())
             .with_context(|| format!("writing the LoRA GGUF {}", out.display()))?;
@@ -89,13 +84,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         for note in &r.fallbacks {
             tracing::warn!("{note}");
         }
-        let err = r.requant_error();
-        if err > 0.5 {
-            tracing::warn!(
-                "storing the merged weights as {} loses much of the adapter: the rounding is {:.0}% of the adapter's update; --type q8_0 or f16 keeps it",
-                r.type_summary(),
-                100.0 * err
-            );
+        if let Some(warning) = r.requant_warning() {
+            tracing::warn!("{warning}");
         }
         println!(
             "wrote {}: \"{}\", {} tensors ({} merged: {}; {} copied byte for byte), {:.1} MB; requantization error {:.1}% of the adapter's update",
@@ -106,16 +96,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             r.type_summary(),
             r.tensors - r.merged.len(),
             r.bytes as f64 / 1e6,
-            100.0 * err
+            100.0 * r.requant_error()
         );
     } else if let Some(model) = &args.model {
-        let dtype = match args.out_type {
-            None | Some(OutType::F16) => GgmlDType::F16,
-            Some(OutType::Q8_0) => GgmlDType::Q8_0,
-            Some(OutType::F32) => GgmlDType::F32,
-            Some(OutType::Same) => {
-                bail!("--type same needs a GGUF base (--gguf); with --model choose f16, q8_0 or f32")
-            }
+        let Some(dtype) = OutType::for_hf(args.out_type) else {
+            bail!("--type same needs a GGUF base (--gguf); with --model choose f16, q8_0 or f32")
         };
         let src = ModelSource::resolve(model, args.revision.as_deref(), None);
         let r = export_gguf::export_from_hf(&src, args.adapter.as_deref(), out, dtype)

@@ -51,6 +51,19 @@ impl MergeReport {
         if d == 0.0 { 0.0 } else { (e / d).sqrt() }
     }
 
+    /// A warning when the stored type's rounding eats more than half of the adapter's update
+    /// ([`requant_error`](Self::requant_error) above 0.5).
+    pub fn requant_warning(&self) -> Option<String> {
+        let err = self.requant_error();
+        (err > 0.5).then(|| {
+            format!(
+                "storing the merged weights as {} loses much of the adapter: the rounding is {:.0}% of the adapter's update; --type q8_0 or f16 keeps it",
+                self.type_summary(),
+                100.0 * err
+            )
+        })
+    }
+
     /// How the merged tensors' types changed, e.g. `72 Q5_0 -> Q5_0, 24 Q8_0 -> Q8_0`.
     pub fn type_summary(&self) -> String {
         let mut counts: Vec<((GgmlDType, GgmlDType), usize)> = Vec::new();

@@ -26,6 +26,26 @@ impl OutType {
             OutType::F32 => Some(GgmlDType::F32),
         }
     }
+
+    /// The adapter tensors' type for `--lora-only` with `--type t` (f32 when not given).
+    pub fn for_lora_only(t: Option<OutType>) -> GgmlDType {
+        match t {
+            None | Some(OutType::Same | OutType::F32) => GgmlDType::F32,
+            Some(OutType::F16) => GgmlDType::F16,
+            Some(OutType::Q8_0) => GgmlDType::Q8_0,
+        }
+    }
+
+    /// The weight matrices' type converting an HF base with `--type t` (f16 when not given);
+    /// `None` for `same`, which only a GGUF base has.
+    pub fn for_hf(t: Option<OutType>) -> Option<GgmlDType> {
+        match t {
+            None | Some(OutType::F16) => Some(GgmlDType::F16),
+            Some(OutType::Q8_0) => Some(GgmlDType::Q8_0),
+            Some(OutType::F32) => Some(GgmlDType::F32),
+            Some(OutType::Same) => None,
+        }
+    }
 }
 
 /// llama.cpp's name for a ggml type, for messages.

@@ -2,12 +2,14 @@
 //! tensors are byte-identical, the LoRA GGUF has llama.cpp's names, shapes and metadata, HF → GGUF
 //! keeps the tokenizer, and failures leave nothing behind.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
+use common::{export, merged_args};
 use export_gguf::{OutType, export_from_hf, export_lora_only, export_merged};
 use predicates::prelude::*;
 use qwen_lora::adapter::{load_adapter, save_adapter};
@@ -408,24 +410,13 @@ fn mismatches_and_bad_outputs_fail_clearly_without_touching_the_output() {
 fn the_binary_exports_and_reports() {
     let f = fixture();
     let out = f.dir.join("tuned.gguf");
-    Command::cargo_bin("export-gguf")
-        .unwrap()
-        .arg("--gguf")
-        .arg(&f.base)
-        .arg("--adapter")
-        .arg(&f.adapter)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains("10 merged: 10 F32 -> F32").and(predicate::str::contains("copied byte for byte")),
-        );
+    export().args(merged_args(&f.base, &f.adapter, &out)).assert().success().stdout(
+        predicate::str::contains("10 merged: 10 F32 -> F32").and(predicate::str::contains("copied byte for byte")),
+    );
     assert!(out.is_file());
 
     let lora = f.dir.join("adapter.gguf");
-    Command::cargo_bin("export-gguf")
-        .unwrap()
+    export()
         .arg("--adapter")
         .arg(&f.adapter)
         .arg("--lora-only")
@@ -437,25 +428,17 @@ fn the_binary_exports_and_reports() {
         .success()
         .stdout(predicate::str::contains("llama.cpp LoRA adapter, 10 tensor pairs"));
 
-    Command::cargo_bin("export-gguf")
-        .unwrap()
+    export()
         .args(["--adapter", "x", "--out", "y.gguf", "--gguf", "z.gguf", "--type", "q4_k"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("q8_0"));
-    Command::cargo_bin("export-gguf")
-        .unwrap()
-        .arg("--gguf")
-        .arg(&f.base)
-        .arg("--adapter")
-        .arg(&f.adapter)
-        .arg("--out")
-        .arg(f.dir.join("missing/t.gguf"))
+    export()
+        .args(merged_args(&f.base, &f.adapter, &f.dir.join("missing/t.gguf")))
         .assert()
         .failure()
         .stderr(predicate::str::contains("does not exist"));
-    Command::cargo_bin("export-gguf")
-        .unwrap()
+    export()
         .args(["--model", "some-dir", "--type", "same", "--out", "t.gguf"])
         .assert()
         .failure()

@@ -2,31 +2,13 @@
 //! FIFOs, directories, symlinks or one of the inputs; the umask and an overwritten file's mode;
 //! missing files and negative numbers.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::{cmd, repo_data, workdir};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-
-fn repo_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
-}
-
-/// A temp dir with `data/kb.jsonl` and `data/questions.toml` copied from the repository.
-fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    for f in ["kb.jsonl", "questions.toml"] {
-        std::fs::copy(repo_data().join(f), dir.path().join("data").join(f)).unwrap();
-    }
-    dir
-}
-
-fn cmd(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("gen-train-set").unwrap();
-    c.current_dir(dir);
-    c
-}
 
 fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stderr).into_owned()

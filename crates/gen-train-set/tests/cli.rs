@@ -1,30 +1,12 @@
 //! Runs the `gen-train-set` binary: defaults, determinism, and bad input exiting non-zero with a
 //! message naming file and line, without writing anything.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::{cmd, repo_data, workdir};
 use predicates::str::contains;
-
-fn repo_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
-}
-
-/// A temp dir with `data/kb.jsonl` and `data/questions.toml` copied from the repository.
-fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    for f in ["kb.jsonl", "questions.toml"] {
-        std::fs::copy(repo_data().join(f), dir.path().join("data").join(f)).unwrap();
-    }
-    dir
-}
-
-fn cmd(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("gen-train-set").unwrap();
-    c.current_dir(dir);
-    c
-}
 
 fn out(dir: &Path) -> PathBuf {
     dir.join("data/train_qwen_v1.jsonl")

@@ -5,10 +5,13 @@
 //! - [`data`]: [`kb_dataset::Sample`]s to token ids with per-token loss flags (answer-only or whole
 //!   sequence).
 //! - [`batch`]: length-grouped, dynamically padded micro-batches with the positions that carry loss.
+//! - [`loss`]: mean cross-entropy over those positions only.
 //! - [`optim`]: AdamW over the LoRA variables, gradient accumulation, global-norm clipping.
 //! - [`schedule`]: linear warmup then cosine (or linear) decay, per optimizer step.
 //! - [`checkpoint`]: `checkpoint-<step>/` (adapter, optimizer, trainer state) for exact resume.
-//! - [`metrics`]: `metrics.jsonl`, `loss.svg` and the run summary.
+//! - [`metrics`]: `metrics.jsonl`, `loss.svg` and the run summary; [`progress`]: the step bar and
+//!   the window one metrics line averages over.
+//! - [`fsutil`]: atomic directory writes (checkpoints, the final adapter) through kb-dataset's writer.
 //! - [`model::training_model`]: the model a run trains (base weights, fresh LoRA, frozen-matmul
 //!   precision).
 //! - [`trainer::train`]: the explicit training loop tying them together.

@@ -1,11 +1,13 @@
 //! Interrupted and earlier-interrupted runs, and the modes of what is written, through the
 //! binary on the tiny fixture model as a user would run it.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use assert_cmd::Command;
+use qwen_lora::fixture::process::{dead_pid, names, signal, wait, with_umask};
 use qwen_lora::fixture::{write_tiny_adapter, write_tiny_model};
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
@@ -15,19 +17,16 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     (model, adapter)
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
-}
-
-/// A process id that no process has any more.
-fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
+/// `--model M --adapter A --out O`.
+fn merge_args<'a>(model: &'a Path, adapter: &'a Path, out: &'a Path) -> [&'a OsStr; 6] {
+    [
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--adapter".as_ref(),
+        adapter.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]
 }
 
 #[test]
@@ -39,37 +38,8 @@ fn a_temporary_left_by_an_interrupted_run_is_removed_by_the_next() {
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("model.safetensors"), vec![0u8; 1 << 16]).unwrap();
     let out = dir.path().join("merged");
-    Command::cargo_bin("merge-lora")
-        .unwrap()
-        .arg("--model")
-        .arg(&model)
-        .arg("--adapter")
-        .arg(&adapter)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    Command::cargo_bin("merge-lora").unwrap().args(merge_args(&model, &adapter, &out)).assert().success();
     assert_eq!(names(dir.path()), ["adapter", "merged", "tiny"]);
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
-    assert!(ok, "kill {sig} failed");
-}
-
-/// Waits for `child` to exit, killing it after `limit`.
-fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[cfg(target_os = "linux")]
@@ -83,12 +53,7 @@ fn ctrl_c_while_the_merged_model_is_written_leaves_no_temporary() {
     for attempt in 0..100 {
         let out = dir.path().join(format!("merged-{attempt}"));
         let mut child = std::process::Command::new(&bin)
-            .arg("--model")
-            .arg(&model)
-            .arg("--adapter")
-            .arg(&adapter)
-            .arg("--out")
-            .arg(&out)
+            .args(merge_args(&model, &adapter, &out))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -125,16 +90,8 @@ fn the_merged_model_follows_the_umask() {
     let (model, adapter) = setup(dir.path());
     let out = dir.path().join("merged");
     let bin = assert_cmd::cargo::cargo_bin("merge-lora");
-    let status = std::process::Command::new("sh")
-        .args(["-c", "umask 027 && exec \"$0\" \"$@\"", bin.to_str().unwrap(), "--model"])
-        .arg(&model)
-        .arg("--adapter")
-        .arg(&adapter)
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let status =
+        with_umask(&bin, "027").args(merge_args(&model, &adapter, &out)).stdout(Stdio::null()).status().unwrap();
     assert!(status.success());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out), 0o750);

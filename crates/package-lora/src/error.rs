@@ -6,16 +6,11 @@ use std::path::PathBuf;
 /// say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // The OS error is the source, printed after this message in an error chain (`{:#}`).
-    #[error("cannot read {path}")]
-    Read { path: PathBuf, source: std::io::Error },
-
-    #[error("cannot write {path}")]
-    Write { path: PathBuf, source: std::io::Error },
-
-    /// The archive could not be reserved or renamed into place (the writer's error names it).
+    /// A file could not be read or written, or the archive reserved or renamed into place:
+    /// kb-dataset's file errors, which name the file (the OS error is their source, printed after
+    /// the message in an error chain, `{:#}`).
     #[error(transparent)]
-    Output(#[from] kb_dataset::Error),
+    Io(#[from] kb_dataset::Error),
 
     #[error("{path}: invalid JSON: {message}")]
     Json { path: PathBuf, message: String },
@@ -35,9 +30,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn read_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Read { path: path.to_path_buf(), source }
+    move |source| kb_dataset::Error::Read { path: path.to_path_buf(), source }.into()
 }
 
 pub(crate) fn write_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Write { path: path.to_path_buf(), source }
+    move |source| kb_dataset::Error::Write { path: path.to_path_buf(), source }.into()
 }

@@ -7,6 +7,7 @@
 //! milliseconds. The tokenizer is a byte-level BPE set up like Qwen2's (NFC, the Qwen2 split
 //! regex, ByteLevel) over all 256 bytes plus a few hundred merges (English words, common Chinese
 //! characters of the KB), with the ChatML special tokens last, so any NFC text round-trips.
+//! [`process`] runs a binary and interrupts it, for the Ctrl-C tests of the binaries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -25,6 +26,8 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::load::{expected_tensors, hf_to_gguf_name};
 use crate::{Config, Error, Result};
+
+pub mod process;
 
 /// The ChatML special tokens, in Qwen2's id order, after the BPE vocabulary.
 pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];

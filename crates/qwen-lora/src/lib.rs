@@ -12,15 +12,22 @@
 //! - [`ops`]: CPU ops with autograd, one `CustomOp` per file with its backward (frozen linear,
 //!   LoRA linear, RMSNorm, RoPE, attention softmax, SwiGLU, SwiGLU + down projection,
 //!   cross-entropy), so training runs near the matmul ceiling.
-//! - `kernels` (private): the loops the ops run — CPU feature detection, GEMM, the few-row
-//!   matmul of decoding steps, dropout hashing — and [`bf16`], bf16 products with frozen weights
-//!   and f32 sums (AVX512-BF16) that training uses where the CPU has them.
-//! - [`lora`]: LoRA layers and [`lora::merge_weight`]; [`merge::merge_adapter`] folds a saved
-//!   adapter into a model; [`adapter`]: PEFT-compatible adapter files.
+//! - `kernels` (private, no autograd): the loops the ops run — CPU feature detection in one
+//!   place, element helpers, GEMM, the few-row matmul of decoding steps, dropout hashing — and
+//!   [`bf16`], bf16 products with frozen weights and f32 sums (AVX512-BF16) that training uses
+//!   where the CPU has them. Kernels never import ops or the model.
+//! - [`lora`]: LoRA layers and [`lora::merge_weight`], set up by [`lora::LoraConfig`], the one
+//!   LoRA settings type (the trainer's `[lora]` section, the model's, a saved adapter's);
+//!   [`merge::merge_adapter`] folds a saved adapter into a model (inference and `merge-lora`;
+//!   `export-gguf` merges GGUF tensors with the same [`lora::merge_weight`]); [`adapter`]:
+//!   PEFT-compatible adapter files.
+//! - [`BaseModelId`]: which base an adapter belongs to (hub id and revision, or GGUF file and
+//!   sha256), from loading to `adapter_config.json` and the package manifest.
 //! - [`generate`]: KV-cached, batched generation.
 //! - [`splitmix::SplitMix64`]: the workspace's PRNG for batch orders and dropout masks.
-//! - `fixture` (feature `fixture`, turned on from dev-dependencies): a tiny random Qwen2 with a
-//!   small tokenizer, for tests across the workspace.
+//! - `fixture` (feature `fixture`, turned on from dev-dependencies only): a tiny random Qwen2
+//!   with a small tokenizer, and `fixture::process` for running and interrupting a binary, for
+//!   tests across the workspace.
 
 pub mod adapter;
 mod base_id;

@@ -3,12 +3,14 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_transformers::models::qwen2;
 use common::*;
 use qwen_lora::fixture::{tiny_config, tiny_tensors};
 use qwen_lora::generate::{GenerationConfig, generate};
 use qwen_lora::model::{KvCache, Mode};
 
-fn reference_model() -> candle_transformers::models::qwen2::ModelForCausalLM {
+/// The tiny fixture's hyper-parameters as candle-transformers' Qwen2 config.
+fn reference_config() -> qwen2::Config {
     let cfg = tiny_config();
     let json = serde_json::json!({
         "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
@@ -18,22 +20,15 @@ fn reference_model() -> candle_transformers::models::qwen2::ModelForCausalLM {
         "max_window_layers": 2, "tie_word_embeddings": false, "rope_theta": cfg.rope_theta,
         "rms_norm_eps": cfg.rms_norm_eps, "use_sliding_window": false, "hidden_act": "silu"
     });
-    let rcfg: candle_transformers::models::qwen2::Config = serde_json::from_value(json).unwrap();
-    candle_transformers::models::qwen2::ModelForCausalLM::new(&rcfg, tiny_vb(7, DType::F32)).unwrap()
+    serde_json::from_value(json).unwrap()
 }
 
-fn reference_base() -> candle_transformers::models::qwen2::Model {
-    let cfg = tiny_config();
-    let json = serde_json::json!({
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
-        "num_attention_heads": cfg.num_attention_heads, "num_key_value_heads": cfg.num_key_value_heads,
-        "max_position_embeddings": cfg.max_position_embeddings, "sliding_window": 4096,
-        "max_window_layers": 2, "tie_word_embeddings": false, "rope_theta": cfg.rope_theta,
-        "rms_norm_eps": cfg.rms_norm_eps, "use_sliding_window": false, "hidden_act": "silu"
-    });
-    let rcfg: candle_transformers::models::qwen2::Config = serde_json::from_value(json).unwrap();
-    candle_transformers::models::qwen2::Model::new(&rcfg, tiny_vb(7, DType::F32)).unwrap()
+fn reference_model() -> qwen2::ModelForCausalLM {
+    qwen2::ModelForCausalLM::new(&reference_config(), tiny_vb(7, DType::F32)).unwrap()
+}
+
+fn reference_base() -> qwen2::Model {
+    qwen2::Model::new(&reference_config(), tiny_vb(7, DType::F32)).unwrap()
 }
 
 #[test]
