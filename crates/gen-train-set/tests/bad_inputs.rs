@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{cmd, repo_data, workdir};
 use predicates::prelude::PredicateBooleanExt;
