@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kb_dataset::{Kb, is_refusal};
+use kb_dataset::Kb;
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::Threshold;
@@ -168,6 +168,13 @@ impl PostProcessor {
         self.threshold
     }
 
+    /// Whether the model refused, in the KB's language: a reply in another language is left to
+    /// retrieval like any other unmatched answer, so the user gets a refusal in the KB's
+    /// language with its contact.
+    fn refuses(&self, answer: &str) -> bool {
+        answer.trim_start().starts_with(self.kb.language().refusal_prefix())
+    }
+
     /// Decides the final answer for `question` given the model's `model_answer`:
     ///
     /// 1. If rules apply to the question (a pattern matches, no exclude does): when the answer
@@ -205,7 +212,7 @@ impl PostProcessor {
 
         let best = self.best(&scores);
         let raw_kind = match best {
-            _ if is_refusal(answer) => RawKind::Refusal,
+            _ if self.refuses(answer) => RawKind::Refusal,
             Some((_, score)) if score >= self.threshold => RawKind::KbQuote,
             _ => RawKind::Unmatched,
         };
@@ -474,7 +481,7 @@ impl PostProcessor {
         let own = index.map_or(0.0, |i| scores[i]);
         let mut detail =
             format!("{} but the answer does not cite {} ({own:.2} < {:.2})", why(first), first.doc_id, self.threshold);
-        if is_refusal(answer) {
+        if self.refuses(answer) {
             detail.push_str("; the model refused a question the KB answers");
         } else if let Some((best, score)) = self.best(scores)
             && Some(best) != index
@@ -582,6 +589,13 @@ mod tests {
 
     fn full(text: &str) -> String {
         format!("依據公司規範:{text}")
+    }
+
+    #[test]
+    fn a_refusal_counts_in_the_kb_language_only() {
+        let pp = processor(0.8);
+        assert_eq!(pp.apply("出差可以租車嗎", "抱歉，規範中沒有這一點。").raw_kind, RawKind::Refusal);
+        assert_eq!(pp.apply("can I rent a car", "Sorry, I can't assist with that.").raw_kind, RawKind::Unmatched);
     }
 
     #[test]
