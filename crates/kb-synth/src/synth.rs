@@ -442,13 +442,10 @@ impl Asker<'_> {
 /// A request's seed: the run's seed mixed with what the request is about, so adding an entry
 /// or a task leaves every other request's seed alone.
 fn request_seed(seed: u64, scope: &str, task: &str) -> u64 {
-    // FNV-1a over the scope and task, then mixed with the seed (SplitMix64's finalizer).
+    // FNV-1a over the scope and task, then mixed with the seed by the workspace's one SplitMix64.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in scope.bytes().chain([0]).chain(task.bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    let mut z = h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    qwen_lora::splitmix::hash(qwen_lora::splitmix::hash(seed) ^ h)
 }
