@@ -58,7 +58,7 @@ $(OUT)/questions.toml: $(KB_FILE) | build
 data: train-set eval-set probe-set
 train-set: build questions
 	@mkdir -p $(dir $(TRAIN_SET))
-	$(BIN)/gen-train-set $(DATA_FLAGS) --out $(TRAIN_SET)
+	$(BIN)/gen-train-set $(DATA_FLAGS) $(if $(KB),--per-entry 20) --out $(TRAIN_SET)
 eval-set: build questions
 	$(BIN)/gen-eval-set $(DATA_FLAGS) --train $(TRAIN_SET) --out $(EVAL_SET)
 probe-set: build

@@ -28,6 +28,11 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     total: usize,
 
+    /// Samples per KB entry instead of `--total` (total = N × entries): sizes the set to a KB
+    /// of any size, e.g. 20, the shipped recipe's 300 for 15 entries.
+    #[arg(long, conflicts_with = "total")]
+    per_entry: Option<usize>,
+
     /// Share of unanswerable samples, between 0 and 1 (count = round(total * ratio)).
     #[arg(long, default_value_t = 0.25)]
     unanswerable_ratio: f64,
@@ -40,7 +45,8 @@ struct Args {
 fn run(args: &Args) -> anyhow::Result<()> {
     kb_dataset::check_outputs(&[("--out", &args.out)], &args.kb.input_paths())?;
     let (kb, templates) = args.kb.load()?;
-    let request = TrainRequest { total: args.total, unanswerable_ratio: args.unanswerable_ratio, seed: args.seed };
+    let total = args.per_entry.map_or(args.total, |n| n * kb.entries().len());
+    let request = TrainRequest { total, unanswerable_ratio: args.unanswerable_ratio, seed: args.seed };
     let set = build_train_set(&kb, &templates, &request).context("sampling the training set")?;
     write_jsonl(&args.out, &set.samples)
         .with_context(|| format!("writing the training set to {}", args.out.display()))?;

@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{cmd, repo_data, workdir};
+use predicates::prelude::*;
 use predicates::str::contains;
 
 fn out(dir: &Path) -> PathBuf {
@@ -24,6 +25,23 @@ fn defaults_write_300_lines_and_print_the_distribution() {
     let text = std::fs::read_to_string(out(dir.path())).unwrap();
     assert_eq!(text.lines().count(), 300);
     assert_eq!(text.lines().filter(|l| l.contains("\"doc_id\": null")).count(), 75);
+}
+
+#[test]
+fn per_entry_sizes_the_set_to_the_kb() {
+    let dir = workdir();
+    let entries = std::fs::read_to_string(dir.path().join("data/kb.jsonl")).unwrap().lines().count();
+    cmd(dir.path())
+        .args(["--per-entry", "4"])
+        .assert()
+        .success()
+        .stdout(contains(format!("wrote {} samples", 4 * entries)));
+    assert_eq!(std::fs::read_to_string(out(dir.path())).unwrap().lines().count(), 4 * entries);
+    cmd(dir.path())
+        .args(["--per-entry", "4", "--total", "10"])
+        .assert()
+        .failure()
+        .stderr(contains("--per-entry").and(contains("--total")));
 }
 
 #[test]

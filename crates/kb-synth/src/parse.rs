@@ -4,7 +4,10 @@
 //! an answer; parsing keeps every line that could be a question and leaves judging it to the
 //! filters, which count what they drop.
 
+use std::sync::LazyLock;
+
 use kb_dataset::Language;
+use regex::Regex;
 
 /// The candidate questions of a list answer, in order, without bullets, numbers or quotes.
 pub fn questions(output: &str) -> Vec<String> {
@@ -48,8 +51,20 @@ pub fn slug(output: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join("-"))
 }
 
-/// The contact the entry names, if the answer quotes one that really is in `text`.
+/// The contact the entry names: the generator's answer when it really quotes the entry, unless
+/// the entry holds an email address or phone number the answer leaves out (a small model often
+/// answers "none" beside `billing@example.com`); `None` when the entry names neither.
 pub fn contact(output: &str, text: &str) -> Option<String> {
+    let quoted = quoted_contact(output, text);
+    match (quoted, address_in(text)) {
+        (Some(q), Some(a)) if !q.contains(&a) => Some(a),
+        (Some(q), _) => Some(q),
+        (None, a) => a,
+    }
+}
+
+/// The generator's answer, if it is a short quote of `text` and not "none".
+fn quoted_contact(output: &str, text: &str) -> Option<String> {
     const MAX_CHARS: usize = 40;
     let line = output.lines().map(str::trim).find(|l| !l.is_empty())?;
     let c = line.trim_matches(|c: char| {
@@ -58,6 +73,21 @@ pub fn contact(output: &str, text: &str) -> Option<String> {
     let none = ["無", "沒有", "none", "no"].iter().any(|n| c.eq_ignore_ascii_case(n));
     let quoted = c.chars().count() >= 2 && c.chars().count() <= MAX_CHARS && text.contains(c);
     (!none && quoted).then(|| c.to_string())
+}
+
+/// The first email address in `text`, else its first phone number (at least seven digits).
+fn address_in(text: &str) -> Option<String> {
+    static EMAIL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+").expect("valid pattern"));
+    static PHONE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\+?\(?[0-9][0-9()\- ]{5,}[0-9]").expect("valid pattern"));
+    if let Some(m) = EMAIL.find(text) {
+        return Some(m.as_str().trim_end_matches('.').to_string());
+    }
+    PHONE
+        .find_iter(text)
+        .map(|m| m.as_str().trim().to_string())
+        .find(|p| p.chars().filter(char::is_ascii_digit).count() >= 7)
 }
 
 /// A yes/no judgement; `None` when the answer is neither.
@@ -100,9 +130,23 @@ mod tests {
     fn contacts_must_be_quoted_from_the_text() {
         let text = "掛號請撥客服專線 02-2345-6789，或至各分院櫃台辦理。";
         assert_eq!(contact("「客服專線 02-2345-6789」", text), Some("客服專線 02-2345-6789".into()));
-        assert_eq!(contact("人資部", text), None);
-        assert_eq!(contact("無", text), None);
-        assert_eq!(contact("NONE", "email billing@x.io"), None);
+        // Not in the text: the text's own phone number instead.
+        assert_eq!(contact("人資部", text), Some("02-2345-6789".into()));
+        assert_eq!(contact("無", "請至各分院櫃台辦理。"), None);
+        assert_eq!(contact("各分院櫃台", "請至各分院櫃台辦理。"), Some("各分院櫃台".into()));
+        assert_eq!(contact("NONE", "no contact here, 25 seats"), None);
+    }
+
+    #[test]
+    fn an_address_in_the_text_is_never_lost() {
+        let text = "If we miss it, email billing@quill.io within 30 days. Status: status.quill.io.";
+        assert_eq!(contact("NONE", text), Some("billing@quill.io".into()));
+        assert_eq!(contact("status.quill.io", text), Some("billing@quill.io".into()));
+        let zh = "諮詢預約請撥打自費療程專線 (02)2758-3199。";
+        assert_eq!(contact("自費療程專線 (02)2758-3199", zh), Some("自費療程專線 (02)2758-3199".into()));
+        assert_eq!(contact("無", zh), Some("(02)2758-3199".into()));
+        assert_eq!(contact("無", "術後可撥打 0912-345-678，由值班護理師協助"), Some("0912-345-678".into()));
+        assert_eq!(contact("無", "遲到 15 分鐘以內仍可看診，NT$1,000 押金 7 天內退還"), None);
     }
 
     #[test]

@@ -135,10 +135,10 @@ pub fn off_topic(lang: Language, topics: &[&str], n: usize) -> String {
 pub fn topic(lang: Language, text: &str) -> String {
     match lang {
         Language::Zh => format!(
-            "以下是公司規範中的一條說明：\n「{text}」\n\n請用一到三個英文小寫單字（以連字號連接，例如 parking-fee）為它的主題命名。只輸出名稱。"
+            "以下是公司規範中的一條說明：\n「{text}」\n\n請用一到三個英文小寫單字為它的主題命名，單字之間用連字號連接，單字要說出這條說明講的是什麼。只輸出名稱。"
         ),
         Language::En => format!(
-            "Here is one entry of a company's policy FAQ:\n\"{text}\"\n\nName its topic with one to three lowercase English words joined by hyphens (for example parking-fee). Output only the name."
+            "Here is one entry of a company's policy FAQ:\n\"{text}\"\n\nName its topic with one to three lowercase English words joined by hyphens, taken from what this entry is about. Output only the name."
         ),
     }
 }

@@ -7,7 +7,8 @@
 //! their own entry by retrieval over all the others (leave-one-out), and unanswerable ones must
 //! not be judged answered by their entry (near-misses) or by the entry retrieval finds
 //! (off-topic). Every request has its own seed, derived from the run's seed, the entry and the
-//! task, and every answer is cached ([`Cache`]).
+//! task, and every answer is cached ([`Cache`]). A list whose pool is still short after
+//! filtering is asked again with a new seed, for a few rounds at most.
 
 use std::time::Instant;
 
@@ -22,7 +23,8 @@ use crate::generator::{Generator, Request};
 use crate::parse;
 use crate::prompts::{self, Style, Task};
 
-/// How many questions to ask for and keep; defaults give pools like the shipped curated file.
+/// How many questions to ask for and keep; the defaults give each entry enough for 20 training
+/// samples at a quarter refusals (`gen-train-set --per-entry 20`), like the shipped curated file.
 #[derive(Debug, Clone, Serialize)]
 pub struct SynthConfig {
     pub seed: u64,
@@ -40,6 +42,9 @@ pub struct SynthConfig {
     pub off_topic: Pools,
     /// Requests answered together.
     pub batch_size: usize,
+    /// Rounds of list requests at most: the first, then top-ups (new seeds) for lists whose
+    /// pool is still short after filtering.
+    pub rounds: u32,
 }
 
 /// Sizes of the train, eval and augment pools.
@@ -65,9 +70,10 @@ impl Default for SynthConfig {
             train_per_style: 4,
             eval_per_entry: 5,
             augment_per_entry: 6,
-            near_miss: Pools { train: 3, eval: 1, augment: 1 },
+            near_miss: Pools { train: 4, eval: 1, augment: 1 },
             off_topic: Pools { train: 12, eval: 3, augment: 3 },
             batch_size: 16,
+            rounds: 3,
         }
     }
 }
@@ -87,6 +93,9 @@ pub struct Summary {
     pub language: Language,
     pub generator: String,
     pub config: SynthConfig,
+    /// The off-topic pools filled: `config.off_topic`, the training pool grown to one question
+    /// per entry for a larger KB.
+    pub off_topic_pools: Pools,
     pub thresholds: Thresholds,
     /// Requests asked in all, and how many of them the cache answered.
     pub requests: usize,
@@ -139,9 +148,12 @@ enum Kind {
 struct Candidate {
     question: String,
     kind: Kind,
+    /// False once retrieval misplaces it or the judge says its entry answers it.
+    kept: bool,
 }
 
-/// Runs the whole synthesis for `kb`; `progress(done, total)` follows the requests.
+/// Runs the whole synthesis for `kb`; `progress(done, total)` follows the requests (the total
+/// grows when a top-up round is needed).
 pub fn synthesize(
     kb: &Kb,
     cfg: &SynthConfig,
@@ -155,122 +167,94 @@ pub fn synthesize(
     let lang = Language::detect(texts.iter().copied());
     let screen = Screen::for_kb(lang, texts.iter().copied());
     let mut asker = Asker { generator, cache, cfg, lang, asked: 0, cached: 0 };
+    let sizes = Sizes::new(cfg, entries.len());
 
-    // 1. Names, contacts and question lists.
+    // 1. Names and contacts.
     let mut requests = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        requests.push(asker.request(&e.doc_id, Task::Topic, prompts::topic(lang, &e.text)));
-        requests.push(asker.request(&e.doc_id, Task::Contact, prompts::contact(lang, &e.text)));
-        for style in Style::ALL {
-            let task = Task::Train(style);
-            requests.push(asker.request(&e.doc_id, task, prompts::list(lang, task, &e.text, cfg.per_prompt)));
-        }
-        for part in 0..VARIED_PROMPTS {
-            let task = Task::Varied(part);
-            requests.push(asker.request(&e.doc_id, task, prompts::list(lang, task, &e.text, cfg.per_prompt)));
-        }
-        requests.push(asker.request(
-            &e.doc_id,
-            Task::NearMiss,
-            prompts::list(lang, Task::NearMiss, &e.text, cfg.per_prompt),
-        ));
-        debug_assert_eq!(requests.len(), (i + 1) * PER_ENTRY);
+    for e in entries {
+        requests.push(asker.request(&e.doc_id, Task::Topic, 0, prompts::topic(lang, &e.text)));
+        requests.push(asker.request(&e.doc_id, Task::Contact, 0, prompts::contact(lang, &e.text)));
     }
-    for part in 0..OFF_TOPIC_PROMPTS {
-        requests.push(asker.request("kb", Task::OffTopic(part), prompts::off_topic(lang, &texts, cfg.per_prompt)));
-    }
-    let judge_estimate = entries.len() * cfg.per_prompt + OFF_TOPIC_PROMPTS as usize * cfg.per_prompt;
-    let total_estimate = requests.len() + judge_estimate;
-    let outputs = asker.ask(&requests, &mut |done| progress(done, total_estimate))?;
-
-    // 2. Parse, screen and drop near-duplicates, in a fixed order.
+    let mut total = requests.len() + entries.len() * LIST_TASKS_PER_ENTRY + OFF_TOPIC_PROMPTS as usize;
+    let mut done = 0;
+    let names = asker.ask(&requests, &mut |n| progress(n, total))?;
+    done += requests.len();
     let mut topics = Vec::with_capacity(entries.len());
     let mut contacts = Vec::with_capacity(entries.len());
-    let mut candidates = Vec::new();
-    let (mut answerable, mut near_miss, mut off_topic) = (Counts::default(), Counts::default(), Counts::default());
-    let mut seen = Seen::default();
     for (i, e) in entries.iter().enumerate() {
-        let out = &outputs[i * PER_ENTRY..(i + 1) * PER_ENTRY];
-        topics.push(unique_topic(parse::slug(&out[0]), i, &topics));
-        contacts.push(parse::contact(&out[1], &e.text));
-        let lists = Style::ALL
-            .iter()
-            .enumerate()
-            .map(|(k, &s)| (Kind::Train(i, s), &out[2 + k]))
-            .chain((0..VARIED_PROMPTS as usize).map(|k| (Kind::Varied(i), &out[2 + Style::ALL.len() + k])))
-            .chain([(Kind::NearMiss(i), &out[PER_ENTRY - 1])]);
-        for (kind, text) in lists {
-            let counts = if matches!(kind, Kind::NearMiss(_)) { &mut near_miss } else { &mut answerable };
-            screen_into(&screen, text, kind, Some(&e.text), counts, &mut seen, &mut candidates);
-        }
-    }
-    for text in &outputs[entries.len() * PER_ENTRY..] {
-        screen_into(&screen, text, Kind::OffTopic, None, &mut off_topic, &mut seen, &mut candidates);
+        topics.push(unique_topic(parse::slug(&names[2 * i]), i, &topics));
+        contacts.push(parse::contact(&names[2 * i + 1], &e.text));
     }
 
-    // 3. Retrieval: answerable questions must land on their own entry, judged by all the others.
-    let training: Vec<TrainingQuestion> = candidates
-        .iter()
-        .filter_map(|c| match c.kind {
-            Kind::Train(i, _) | Kind::Varied(i) => {
-                Some(TrainingQuestion { question: c.question.clone(), class: Class::Entry(i), refusal: None })
-            }
-            _ => None,
-        })
+    // 2. Question lists, in rounds: a list task is asked again, with a new seed, while its pool
+    //    is short and its last round added something.
+    let mut pool = Pool::default();
+    let mut asking: Vec<(Option<usize>, Task)> = (0..entries.len())
+        .flat_map(|i| list_tasks().map(move |t| (Some(i), t)))
+        .chain((0..OFF_TOPIC_PROMPTS).map(|p| (None, Task::OffTopic(p))))
         .collect();
-    let index = Index::build(&texts, &training);
-    candidates.retain(|c| match c.kind {
-        Kind::Train(i, _) | Kind::Varied(i) => {
-            let placed = index.query_left_out(&c.question, Scope::Entries).top() == Some(Class::Entry(i));
-            answerable.misplaced += usize::from(!placed);
-            placed
+    for round in 0..cfg.rounds.max(1) {
+        asking.retain(|&(entry, task)| pool.short(entry, task, &sizes));
+        if asking.is_empty() {
+            break;
         }
-        _ => true,
-    });
-
-    // 4. Unanswerable questions the KB answers after all are dropped.
-    let mut judged = Vec::new();
-    let mut judge_requests = Vec::new();
-    for (n, c) in candidates.iter().enumerate() {
-        let entry = match c.kind {
-            Kind::NearMiss(i) => Some(i),
-            Kind::OffTopic => match index.query(&c.question, Scope::Entries).top() {
-                Some(Class::Entry(i)) => Some(i),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(i) = entry {
-            judged.push(n);
-            let user = prompts::judge(lang, &entries[i].text, &c.question);
-            judge_requests.push(asker.request(&entries[i].doc_id, Task::Judge, user));
+        if round > 0 {
+            total += asking.len();
         }
+        let requests: Vec<Request> = asking
+            .iter()
+            .map(|&(entry, task)| match entry {
+                Some(i) => asker.request(
+                    &entries[i].doc_id,
+                    task,
+                    round,
+                    prompts::list(lang, task, &entries[i].text, cfg.per_prompt),
+                ),
+                None => asker.request("kb", task, round, prompts::off_topic(lang, &texts, cfg.per_prompt)),
+            })
+            .collect();
+        let outputs = asker.ask(&requests, &mut |n| progress(done + n, total))?;
+        done += requests.len();
+        let before = pool.candidates.len();
+        for (&(entry, task), out) in asking.iter().zip(&outputs) {
+            let kind = match (entry, task) {
+                (Some(i), Task::Train(style)) => Kind::Train(i, style),
+                (Some(i), Task::Varied(_)) => Kind::Varied(i),
+                (Some(i), _) => Kind::NearMiss(i),
+                (None, _) => Kind::OffTopic,
+            };
+            pool.screen(&screen, out, kind, entry.map(|i| texts[i]));
+        }
+        pool.place(&texts, before);
+        let judging = pool.to_judge(&texts, before);
+        total += judging.len();
+        let judge_requests: Vec<Request> = judging
+            .iter()
+            .map(|&(n, i)| {
+                let user = prompts::judge(lang, texts[i], &pool.candidates[n].question);
+                asker.request(&entries[i].doc_id, Task::Judge, 0, user)
+            })
+            .collect();
+        let verdicts = asker.ask(&judge_requests, &mut |n| progress(done + n, total))?;
+        done += judge_requests.len();
+        pool.judged(&judging, &verdicts, lang);
+        // A task whose round added nothing would only repeat itself.
+        let added: Vec<Kind> = pool.candidates[before..].iter().filter(|c| c.kept).map(|c| c.kind).collect();
+        asking.retain(|&(entry, task)| added.iter().any(|k| k.of(entry, task)));
     }
-    let offset = requests.len();
-    let verdicts = asker.ask(&judge_requests, &mut |done| progress(offset + done, offset + judge_requests.len()))?;
-    let mut answered = vec![false; candidates.len()];
-    for (&n, verdict) in judged.iter().zip(&verdicts) {
-        let counts = if matches!(candidates[n].kind, Kind::OffTopic) { &mut off_topic } else { &mut near_miss };
-        match parse::yes(verdict, lang) {
-            Some(true) => {
-                counts.answered += 1;
-                answered[n] = true;
-            }
-            Some(false) => {}
-            None => counts.unclear_judgement += 1,
-        }
-    }
-    let mut keep = answered.iter().map(|a| !a);
-    candidates.retain(|_| keep.next().unwrap_or(true));
 
-    // 5. Fill the pools in generation order.
+    // 3. Fill the pools in generation order.
+    let Pool { candidates, mut answerable, mut near_miss, mut off_topic, .. } = pool;
+    let of_kind = |kind: Kind| -> Vec<String> {
+        candidates.iter().filter(|c| c.kept && c.kind == kind).map(|c| c.question.clone()).collect()
+    };
     let mut docs = Vec::with_capacity(entries.len());
     let mut unanswerable = UnanswerablePools::default();
     let mut entry_summaries = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let mut train = Vec::new();
         for style in Style::ALL {
-            let qs = of_kind(&candidates, Kind::Train(i, style));
+            let qs = of_kind(Kind::Train(i, style));
             answerable.surplus += qs.len().saturating_sub(cfg.train_per_style);
             train.extend(
                 qs.into_iter()
@@ -278,7 +262,7 @@ pub fn synthesize(
                     .map(|q| StyledQuestion { style: style.name(lang).to_string(), question: q }),
             );
         }
-        let varied = of_kind(&candidates, Kind::Varied(i));
+        let varied = of_kind(Kind::Varied(i));
         let eval: Vec<String> = varied.iter().take(cfg.eval_per_entry).cloned().collect();
         let augment: Vec<String> =
             varied.iter().skip(cfg.eval_per_entry).take(cfg.augment_per_entry).cloned().collect();
@@ -292,7 +276,7 @@ pub fn synthesize(
         }
         answerable.kept += train.len() + eval.len() + augment.len();
         let refusal = prompts::refusal(lang, contacts[i].as_deref());
-        let misses = of_kind(&candidates, Kind::NearMiss(i));
+        let misses = of_kind(Kind::NearMiss(i));
         let kept_misses = fill(&mut unanswerable, &misses, cfg.near_miss, &refusal);
         near_miss.kept += kept_misses;
         near_miss.surplus += misses.len() - kept_misses;
@@ -307,8 +291,8 @@ pub fn synthesize(
         });
         docs.push(DocTemplates { topic: topics[i].clone(), doc_id: e.doc_id.clone(), train, eval, augment });
     }
-    let outside = of_kind(&candidates, Kind::OffTopic);
-    let kept_outside = fill(&mut unanswerable, &outside, cfg.off_topic, &prompts::refusal(lang, None));
+    let outside = of_kind(Kind::OffTopic);
+    let kept_outside = fill(&mut unanswerable, &outside, sizes.off_topic, &prompts::refusal(lang, None));
     off_topic.kept += kept_outside;
     off_topic.surplus += outside.len() - kept_outside;
 
@@ -316,6 +300,7 @@ pub fn synthesize(
         language: lang,
         generator: asker.generator.identity(),
         config: cfg.clone(),
+        off_topic_pools: sizes.off_topic,
         thresholds: Thresholds {
             near_duplicate_ratio: kb_dataset::NEAR_DUPLICATE_RATIO,
             copy_share: COPY_SHARE,
@@ -333,37 +318,149 @@ pub fn synthesize(
     Ok(Synthesis { language: lang, docs, unanswerable, summary })
 }
 
-/// Requests per entry: topic, contact, the styles, the varied prompts, near-misses.
-const PER_ENTRY: usize = 2 + Style::ALL.len() + VARIED_PROMPTS as usize + 1;
+/// The list tasks asked per entry: the styles, the varied prompts, near-misses.
+fn list_tasks() -> impl Iterator<Item = Task> {
+    Style::ALL.into_iter().map(Task::Train).chain((0..VARIED_PROMPTS).map(Task::Varied)).chain([Task::NearMiss])
+}
+const LIST_TASKS_PER_ENTRY: usize = Style::ALL.len() + VARIED_PROMPTS as usize + 1;
 
-/// Parses one list answer and keeps the questions that pass the screen and are new.
-fn screen_into(
-    screen: &Screen,
-    output: &str,
-    kind: Kind,
-    entry: Option<&str>,
-    counts: &mut Counts,
-    seen: &mut Seen,
-    out: &mut Vec<Candidate>,
-) {
-    for q in parse::questions(output) {
-        counts.generated += 1;
-        match screen.check(&q, entry) {
-            Err(drop) => counts.count(drop),
-            Ok((question, converted)) => {
-                counts.converted_script += usize::from(converted);
-                if seen.insert(&question) {
-                    out.push(Candidate { question, kind });
-                } else {
-                    counts.near_duplicate += 1;
-                }
-            }
+/// The pool sizes a run fills.
+struct Sizes {
+    train_per_style: usize,
+    varied: usize,
+    near_miss: usize,
+    off_topic: Pools,
+}
+
+impl Sizes {
+    fn new(cfg: &SynthConfig, entries: usize) -> Sizes {
+        let o = cfg.off_topic;
+        Sizes {
+            train_per_style: cfg.train_per_style,
+            varied: cfg.eval_per_entry + cfg.augment_per_entry,
+            near_miss: cfg.near_miss.total(),
+            // At least one off-topic training question per entry, so a larger KB keeps the
+            // share of refusals the training set asks for.
+            off_topic: Pools { train: o.train.max(entries), ..o },
         }
     }
 }
 
-fn of_kind(candidates: &[Candidate], kind: Kind) -> Vec<String> {
-    candidates.iter().filter(|c| c.kind == kind).map(|c| c.question.clone()).collect()
+impl Kind {
+    /// Whether a question of this kind is what `task` on `entry` asks for.
+    fn of(self, entry: Option<usize>, task: Task) -> bool {
+        match (self, entry, task) {
+            (Kind::Train(i, s), Some(e), Task::Train(t)) => i == e && s == t,
+            (Kind::Varied(i), Some(e), Task::Varied(_)) => i == e,
+            (Kind::NearMiss(i), Some(e), Task::NearMiss) => i == e,
+            (Kind::OffTopic, None, Task::OffTopic(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Every candidate so far, whether each is still kept, and the filter counts.
+#[derive(Default)]
+struct Pool {
+    candidates: Vec<Candidate>,
+    seen: Seen,
+    answerable: Counts,
+    near_miss: Counts,
+    off_topic: Counts,
+}
+
+impl Pool {
+    fn counts(&mut self, kind: Kind) -> &mut Counts {
+        match kind {
+            Kind::Train(..) | Kind::Varied(_) => &mut self.answerable,
+            Kind::NearMiss(_) => &mut self.near_miss,
+            Kind::OffTopic => &mut self.off_topic,
+        }
+    }
+
+    /// Whether `task` on `entry` has fewer kept questions than its pool needs.
+    fn short(&self, entry: Option<usize>, task: Task, sizes: &Sizes) -> bool {
+        let kept = self.candidates.iter().filter(|c| c.kept && c.kind.of(entry, task)).count();
+        let want = match task {
+            Task::Train(_) => sizes.train_per_style,
+            Task::Varied(_) => sizes.varied,
+            Task::NearMiss => sizes.near_miss,
+            _ => sizes.off_topic.total(),
+        };
+        kept < want
+    }
+
+    /// Parses one list answer and keeps the questions that pass the screen and are new.
+    fn screen(&mut self, screen: &Screen, output: &str, kind: Kind, entry: Option<&str>) {
+        for q in parse::questions(output) {
+            self.counts(kind).generated += 1;
+            match screen.check(&q, entry) {
+                Err(drop) => self.counts(kind).count(drop),
+                Ok((question, converted)) => {
+                    self.counts(kind).converted_script += usize::from(converted);
+                    if self.seen.insert(&question) {
+                        self.candidates.push(Candidate { question, kind, kept: true });
+                    } else {
+                        self.counts(kind).near_duplicate += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retrieval over every entry and every other answerable question must place each new
+    /// answerable question (from `from` on) on its own entry.
+    fn place(&mut self, texts: &[&str], from: usize) {
+        let training: Vec<TrainingQuestion> = self
+            .candidates
+            .iter()
+            .filter(|c| c.kept)
+            .filter_map(|c| match c.kind {
+                Kind::Train(i, _) | Kind::Varied(i) => {
+                    Some(TrainingQuestion { question: c.question.clone(), class: Class::Entry(i), refusal: None })
+                }
+                _ => None,
+            })
+            .collect();
+        let index = Index::build(texts, &training);
+        for c in &mut self.candidates[from..] {
+            if let Kind::Train(i, _) | Kind::Varied(i) = c.kind {
+                c.kept = index.query_left_out(&c.question, Scope::Entries).top() == Some(Class::Entry(i));
+                self.answerable.misplaced += usize::from(!c.kept);
+            }
+        }
+    }
+
+    /// The new unanswerable questions (from `from` on) to judge, with the entry to judge them
+    /// against: a near-miss's own entry, or the entry retrieval finds for an off-topic one.
+    fn to_judge(&self, texts: &[&str], from: usize) -> Vec<(usize, usize)> {
+        let index = Index::build(texts, &[]);
+        (from..self.candidates.len())
+            .filter_map(|n| match self.candidates[n].kind {
+                Kind::NearMiss(i) => Some((n, i)),
+                Kind::OffTopic => match index.query(&self.candidates[n].question, Scope::Entries).top() {
+                    Some(Class::Entry(i)) => Some((n, i)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Drops the unanswerable questions the judge says their entry answers after all.
+    fn judged(&mut self, judged: &[(usize, usize)], verdicts: &[String], lang: Language) {
+        for (&(n, _), verdict) in judged.iter().zip(verdicts) {
+            let kind = self.candidates[n].kind;
+            match parse::yes(verdict, lang) {
+                Some(true) => {
+                    self.counts(kind).answered += 1;
+                    self.candidates[n].kept = false;
+                }
+                Some(false) => {}
+                None => self.counts(kind).unclear_judgement += 1,
+            }
+        }
+    }
 }
 
 /// Adds up to `sizes` questions to the unanswerable pools (train first); returns how many.
@@ -398,14 +495,16 @@ struct Asker<'a> {
 }
 
 impl Asker<'_> {
-    fn request(&self, scope: &str, task: Task, user: String) -> Request {
+    /// A request for `task` in top-up round `round` (0 for the first), which changes its seed.
+    fn request(&self, scope: &str, task: Task, round: u32, user: String) -> Request {
         let sampled = task.sampled();
+        let key = if round == 0 { task.key() } else { format!("{}#{round}", task.key()) };
         Request {
             system: prompts::system(self.lang).to_string(),
             user,
             // Greedy answers do not depend on a seed: leaving it out of their key lets a new seed
             // reuse them.
-            seed: if sampled { request_seed(self.cfg.seed, scope, &task.key()) } else { 0 },
+            seed: if sampled { request_seed(self.cfg.seed, scope, &key) } else { 0 },
             temperature: if sampled { self.cfg.temperature } else { 0.0 },
             max_new_tokens: match task {
                 Task::Judge => JUDGE_TOKENS,

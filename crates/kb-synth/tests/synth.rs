@@ -106,7 +106,7 @@ impl Generator for Scripted {
             .map(|r| {
                 let u = &r.user;
                 let text = [REFUND, SEATS, SUPPORT].into_iter().find(|t| u.contains(t)).unwrap_or("");
-                if u.contains("parking-fee") {
+                if u.contains("lowercase English words") {
                     match text {
                         REFUND => "Refund Policy".into(),
                         SEATS => "refund policy".into(), // a clash, made unique
@@ -134,7 +134,14 @@ impl Generator for Scripted {
 }
 
 fn small() -> SynthConfig {
-    SynthConfig { train_per_style: 2, eval_per_entry: 1, augment_per_entry: 1, batch_size: 5, ..SynthConfig::default() }
+    SynthConfig {
+        train_per_style: 2,
+        eval_per_entry: 1,
+        augment_per_entry: 1,
+        batch_size: 5,
+        rounds: 1,
+        ..SynthConfig::default()
+    }
 }
 
 #[test]
@@ -241,4 +248,56 @@ fn another_seed_gives_every_sampled_request_another_seed() {
     let distinct: std::collections::HashSet<u64> = seeds[0].iter().map(|(s, _)| *s).collect();
     assert_eq!(distinct.len(), seeds[0].len(), "each sampled request has its own seed");
     assert!(seeds[0].iter().zip(&seeds[1]).all(|(a, b)| a.1 == b.1 && a.0 != b.0));
+}
+
+/// Answers the n-th asking of a list prompt (over its top-up rounds) with one question of its
+/// entry's twelve, number `2·slot + n` (so a style's third asking repeats the next style's
+/// first), or `n = 0` every time when `repeat`; records every seed.
+struct Rounds {
+    repeat: bool,
+    asked: std::collections::HashMap<String, Vec<u64>>,
+}
+
+impl Generator for Rounds {
+    fn identity(&self) -> String {
+        "rounds".into()
+    }
+    fn generate(&mut self, requests: &[Request]) -> Result<Vec<String>, String> {
+        Ok(requests
+            .iter()
+            .map(|r| {
+                let text = [REFUND, SEATS, SUPPORT].into_iter().find(|t| r.user.contains(t)).unwrap_or("");
+                if r.temperature == 0.0 || text.is_empty() || r.user.contains("does NOT answer") {
+                    return "NO".to_string();
+                }
+                let seeds = self.asked.entry(r.user.clone()).or_default();
+                let n = if self.repeat { 0 } else { seeds.len() };
+                seeds.push(r.seed);
+                format!("- {}", pool(text)[(2 * slot(&r.user) + n) % 12])
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn short_pools_are_topped_up_with_new_seeds_until_full_or_dry() {
+    let cfg = |rounds| SynthConfig { train_per_style: 3, rounds, ..small() };
+    let run = |rounds, repeat| {
+        let mut g = Rounds { repeat, asked: Default::default() };
+        let s = synthesize(&kb(), &cfg(rounds), &mut g, &mut Cache::none(), &mut |_, _| {}).unwrap();
+        let requests: usize = g.asked.values().map(Vec::len).sum();
+        (s.summary.answerable.kept, requests, g.asked)
+    };
+    let (one, first_round, _) = run(1, false);
+    let (three, _, asked) = run(3, false);
+    assert!(three > one, "top-ups keep more: {three} vs {one}");
+    // A style list (3 wanted) gets a new question in its second round and a repeat in its third.
+    assert!(asked.values().any(|s| s.len() == 3), "{asked:?}");
+    for seeds in asked.values() {
+        let distinct: std::collections::HashSet<_> = seeds.iter().collect();
+        assert_eq!(distinct.len(), seeds.len(), "every round has its own seed: {seeds:?}");
+    }
+    // Lists answered the same each time add nothing in their second round: no third.
+    let (_, requests, _) = run(5, true);
+    assert!(requests > first_round && requests <= 2 * first_round, "{requests} vs {first_round}");
 }

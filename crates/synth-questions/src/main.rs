@@ -55,6 +55,11 @@ struct Args {
     /// Requests decoded together.
     #[arg(long, value_name = "N", default_value_t = SynthConfig::default().batch_size)]
     batch_size: usize,
+
+    /// Rounds of list requests at most: lists whose pool is still short after filtering are
+    /// asked again with new seeds (1: no top-ups).
+    #[arg(long, value_name = "N", default_value_t = SynthConfig::default().rounds)]
+    rounds: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +84,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         temperature: args.temperature,
         batch_size: args.batch_size,
+        rounds: args.rounds,
         ..SynthConfig::default()
     };
     let kb = paths.check()?;
