@@ -58,6 +58,10 @@ struct RawEntry {
     text_hash: Option<String>,
 }
 
+/// Entries longer than this (in characters) are warned about: an answer quotes its entry, and
+/// answers are generated up to a few hundred tokens.
+pub const LONG_ENTRY_CHARS: usize = 500;
+
 impl Kb {
     /// Loads and checks a KB file: valid UTF-8 JSON lines, a non-empty `text` on each, ids and
     /// hashes matching the text (computed when absent), no duplicate ids, at least one entry.
@@ -81,7 +85,37 @@ impl Kb {
         if entries.is_empty() {
             return Err(Error::EmptyKb { path: path.to_path_buf() });
         }
-        Ok(Kb { path: path.to_path_buf(), entries })
+        let kb = Kb { path: path.to_path_buf(), entries };
+        for warning in kb.warnings() {
+            tracing::warn!("{warning}");
+        }
+        Ok(kb)
+    }
+
+    /// What a KB that loads may still get wrong: a single entry (nothing for retrieval to tell
+    /// apart, so every question lands on it), or entries too long to be quoted in one answer.
+    pub fn warnings(&self) -> Vec<String> {
+        let path = self.path.display();
+        let mut out = Vec::new();
+        if self.entries.len() == 1 {
+            out.push(format!(
+                "{path}: only one entry: every question, answerable or not, is closest to it, so refusals \
+                 are learned from off-topic questions alone; a FAQ bot needs several entries"
+            ));
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            let chars = e.text.chars().count();
+            if chars > LONG_ENTRY_CHARS {
+                out.push(format!(
+                    "{path}: entry {} ({}) is {chars} characters: an answer quotes its whole entry, and one \
+                     over {LONG_ENTRY_CHARS} characters is cut off at the answer length limit and \
+                     makes long training samples; split it into entries of one fact each",
+                    i + 1,
+                    e.doc_id
+                ));
+            }
+        }
+        out
     }
 
     /// Builds a KB from entries in memory (tests, tools); ids are not re-checked.
@@ -223,6 +257,20 @@ mod tests {
     fn empty_text_is_rejected() {
         let e = load_err("{\"text\": \"  \"}\n");
         assert!(e.contains("kb.jsonl:1: field `text`"), "{e}");
+    }
+
+    #[test]
+    fn one_entry_and_long_entries_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "字".repeat(LONG_ENTRY_CHARS + 1);
+        let kb = Kb::load(write(&dir, &format!("{{\"text\": \"短\"}}\n{{\"text\": \"{long}\"}}\n"))).unwrap();
+        let w = kb.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("kb.jsonl: entry 2 (doc_") && w[0].contains("501 characters"), "{w:?}");
+        let one = Kb::load(write(&dir, "{\"text\": \"短\"}\n")).unwrap();
+        assert!(one.warnings()[0].contains("only one entry"), "{:?}", one.warnings());
+        let fine = Kb::load(write(&dir, "{\"text\": \"短\"}\n{\"text\": \"長\"}\n")).unwrap();
+        assert!(fine.warnings().is_empty());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use kb_dataset::chat_prompt;
-use qwen_lora::ChatModel;
 use qwen_lora::generate::GenerationConfig;
+use qwen_lora::load::SourceInfo;
+use qwen_lora::{BaseModelId, ChatModel, Decode, ModelSpec};
 
 use crate::generator::{Generator, Request};
 
@@ -22,8 +23,25 @@ pub struct QwenGenerator {
 }
 
 impl QwenGenerator {
-    /// `identity` names the model file or hub revision and the decoding mode (both change the
-    /// answers); it is part of every cache key.
+    /// Loads the generator `spec` names, decoding from f16 weights.
+    pub fn load(spec: &ModelSpec, batch_size: usize) -> Result<QwenGenerator, qwen_lora::Error> {
+        let model = ChatModel::load(spec, None, Decode::HalfWeights)?;
+        // What the answers depend on, and not where the file lies: a GGUF by name and hash, a
+        // hub model by id and commit; so a moved file keeps its cache.
+        let id = BaseModelId::of(&model.source)?;
+        let name = match &model.source {
+            SourceInfo::Gguf { path } => path.file_name().unwrap_or(path.as_os_str()).to_string_lossy().into_owned(),
+            _ => id.name_or_path.clone(),
+        };
+        let identity = match &id.revision {
+            Some(rev) => format!("{name} {rev} (f16 decoding)"),
+            None => format!("{name} (f16 decoding)"),
+        };
+        Ok(QwenGenerator::new(model, identity, batch_size))
+    }
+
+    /// `identity` names the model and the decoding mode (both change the answers); it is part
+    /// of every cache key.
     pub fn new(model: ChatModel, identity: String, batch_size: usize) -> QwenGenerator {
         QwenGenerator { model, identity, batch_size: batch_size.max(1) }
     }

@@ -14,7 +14,6 @@ use anyhow::Context;
 use clap::Parser;
 use cli_support::ModelArgs;
 use kb_synth::{QwenGenerator, RunPaths, SynthConfig};
-use qwen_lora::{ChatModel, Decode};
 
 /// Synthesize question templates (questions.toml) from a knowledge base alone.
 #[derive(Debug, Parser)]
@@ -89,9 +88,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let kb = paths.check()?;
     let spec = args.model.spec()?;
-    let model = ChatModel::load(&spec, None, Decode::HalfWeights).context("loading the generator model")?;
-    let identity = format!("{} (f16 decoding)", model.source.describe());
-    let mut generator = QwenGenerator::new(model, identity, cfg.batch_size);
+    let mut generator = QwenGenerator::load(&spec, cfg.batch_size).context("loading the generator model")?;
     let bar = cli_support::progress_bar(0, "synthesizing");
     let summary = kb_synth::run(&paths, &kb, &cfg, &mut generator, &mut |done, total| {
         bar.set_length(total as u64);
