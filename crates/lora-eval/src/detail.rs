@@ -24,11 +24,9 @@ pub struct Detail {
     pub raw: String,
     /// The final answer after post-processing (equal to `raw` without it).
     pub model: String,
-    /// difflib ratio of `expected` vs `model` (0..=1; a percentage in JSON).
-    #[serde(with = "crate::percent")]
+    /// difflib ratio of `expected` vs `model` (0..=1, in JSON too).
     pub similarity: f64,
-    /// difflib ratio of `expected` vs `raw` (0..=1; a percentage in JSON).
-    #[serde(with = "crate::percent")]
+    /// difflib ratio of `expected` vs `raw` (0..=1, in JSON too).
     pub similarity_raw: f64,
     pub source: Source,
     pub source_detail: String,

@@ -16,14 +16,14 @@
 //! - [`print_report`]: the human-readable report; [`write_report`] / [`read_report`]: the JSON
 //!   report `{summary, details}`, written atomically.
 //!
-//! Scores are 0..=1 in memory and percentages (0..=100) in the JSON and the printed report, like
-//! the Python reference.
+//! Scores and rates are fractions (0..=1) in memory and in the JSON report, stored as computed
+//! (as in `diagnose`'s `error_analysis.json`); only the printed report shows percentages.
+//! [`read_report`] still reads reports written in percents by older versions.
 
 mod answers;
 mod detail;
 mod error;
 mod health;
-mod percent;
 mod print;
 mod report;
 mod runner;

@@ -51,10 +51,64 @@ pub fn write_report(path: impl AsRef<Path>, report: &Report) -> Result<()> {
     kb_dataset::write_atomic(path, &json).map_err(|source| Error::WriteReport { path: path.to_path_buf(), source })
 }
 
-/// Reads a report written by [`write_report`] (for diagnosis and comparisons).
+/// Reads a report written by [`write_report`] (for diagnosis and comparisons). A report written
+/// by an older version, in percents, is recognised by its `pass_threshold` above 1 and read as
+/// fractions.
 pub fn read_report(path: impl AsRef<Path>) -> Result<Report> {
     let path = path.as_ref();
     let text =
         std::fs::read_to_string(path).map_err(|source| Error::ReadReport { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|source| Error::ParseReport { path: path.to_path_buf(), source })
+    let mut report: Report =
+        serde_json::from_str(&text).map_err(|source| Error::ParseReport { path: path.to_path_buf(), source })?;
+    if report.summary.pass_threshold > 1.0 {
+        report.from_percents();
+    }
+    Ok(report)
+}
+
+impl Report {
+    /// Turns the scores of a report written in percents (before fractions were stored) into
+    /// fractions, as those versions read them.
+    fn from_percents(&mut self) {
+        let f = |v: &mut f64| *v /= 100.0;
+        let o = |v: &mut Option<f64>| {
+            if let Some(v) = v {
+                *v /= 100.0;
+            }
+        };
+        for d in &mut self.details {
+            f(&mut d.similarity);
+            f(&mut d.similarity_raw);
+        }
+        let s = &mut self.summary;
+        for v in [
+            &mut s.avg_similarity,
+            &mut s.avg_similarity_raw,
+            &mut s.max_similarity,
+            &mut s.min_similarity,
+            &mut s.max_similarity_raw,
+            &mut s.min_similarity_raw,
+            &mut s.pass_threshold,
+        ] {
+            f(v);
+        }
+        for v in [
+            &mut s.avg_similarity_answerable,
+            &mut s.avg_similarity_answerable_raw,
+            &mut s.refusal_accuracy,
+            &mut s.answerable_refusal_rate,
+            &mut s.answerable_refusal_rate_raw,
+        ] {
+            o(v);
+        }
+        for st in s.by_source.values_mut() {
+            f(&mut st.avg_similarity);
+            f(&mut st.avg_similarity_raw);
+        }
+        for st in s.per_doc.values_mut() {
+            f(&mut st.accuracy);
+            f(&mut st.avg_similarity);
+            f(&mut st.avg_similarity_raw);
+        }
+    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detail::{Detail, PASS_THRESHOLD};
 
-/// How many answers fall in each similarity band (on the 0–100 scale: ≥85, 70–84, 50–69, <50).
+/// How many answers fall in each similarity band (named in percent: ≥85, 70–84, 50–69, <50).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Buckets {
     #[serde(rename = "85+")]
@@ -42,9 +42,7 @@ impl Buckets {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SourceStats {
     pub count: usize,
-    #[serde(with = "crate::percent")]
     pub avg_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
 }
 
@@ -55,37 +53,28 @@ pub struct DocStats {
     /// Final answers that are correct ([`Detail::is_correct`]).
     pub correct: usize,
     /// `correct / total`.
-    #[serde(with = "crate::percent")]
     pub accuracy: f64,
-    #[serde(with = "crate::percent")]
     pub avg_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
 }
 
-/// The summary of an evaluation. Rates and similarities are 0..=1 here and percentages in JSON.
+/// The summary of an evaluation. Rates and similarities are fractions (0..=1), in JSON too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub total_tests: usize,
     /// Mean final similarity (after post-processing).
-    #[serde(with = "crate::percent")]
     pub avg_similarity: f64,
     /// Mean similarity of the answers as generated.
-    #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
     /// Mean final similarity over the answerable questions (`null` when none).
-    #[serde(default, with = "crate::percent::option")]
+    #[serde(default)]
     pub avg_similarity_answerable: Option<f64>,
     /// Mean raw similarity over the answerable questions (`null` when none).
-    #[serde(default, with = "crate::percent::option")]
+    #[serde(default)]
     pub avg_similarity_answerable_raw: Option<f64>,
-    #[serde(with = "crate::percent")]
     pub max_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub min_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub max_similarity_raw: f64,
-    #[serde(with = "crate::percent")]
     pub min_similarity_raw: f64,
     /// Final similarities by band.
     pub buckets: Buckets,
@@ -98,14 +87,12 @@ pub struct Summary {
     /// Questions whose expected answer is a refusal.
     pub unanswerable_total: usize,
     /// Share of unanswerable questions whose final answer is a refusal (`null` when none).
-    #[serde(with = "crate::percent::option")]
     pub refusal_accuracy: Option<f64>,
     pub answerable_total: usize,
     /// Share of answerable questions whose final answer is a refusal (`null` when none).
-    #[serde(with = "crate::percent::option")]
     pub answerable_refusal_rate: Option<f64>,
     /// Share of answerable questions the model refused as generated (`null` when none).
-    #[serde(default, with = "crate::percent::option")]
+    #[serde(default)]
     pub answerable_refusal_rate_raw: Option<f64>,
     /// Raw answers that quote no KB entry and are no refusal (invented policies, or no answer);
     /// known only with post-processing.
@@ -116,7 +103,6 @@ pub struct Summary {
     pub unmatched_kept: usize,
     /// Answerable questions by doc_id (`(none)` for samples without one).
     pub per_doc: BTreeMap<String, DocStats>,
-    #[serde(with = "crate::percent")]
     pub pass_threshold: f64,
     /// Raw answers that are empty or one repeated character ([`crate::is_degenerate`]).
     #[serde(default)]

@@ -146,16 +146,17 @@ fn no_postprocess_keeps_raw_answers() {
 }
 
 #[test]
-fn report_json_is_in_percent_and_round_trips() {
+fn report_json_stores_fractions_as_computed_and_round_trips() {
     let (report, _) = run(Some(&post()), 8);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out/sub/report.json");
     write_report(&path, &report).unwrap();
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let s = &json["summary"];
-    assert!((s["avg_similarity"].as_f64().unwrap() - report.summary.avg_similarity * 100.0).abs() < 1e-9);
+    assert_eq!(s["avg_similarity"].as_f64().unwrap(), report.summary.avg_similarity);
+    assert_eq!(s["pass_threshold"], 0.85);
     assert_eq!(s["source_distribution"]["KB_MATCH"], 4);
-    assert_eq!(s["refusal_accuracy"], 50.0);
+    assert_eq!(s["refusal_accuracy"], 0.5);
     assert_eq!(s["buckets"]["85+"], report.summary.buckets.excellent);
     let d0 = &json["details"][0];
     for key in
@@ -163,15 +164,53 @@ fn report_json_is_in_percent_and_round_trips() {
     {
         assert!(!d0[key].is_null(), "details[0].{key} missing");
     }
+    assert_eq!(d0["similarity_raw"].as_f64().unwrap(), report.details[0].similarity_raw);
     assert_eq!(d0["source"], "RULE_OVERRIDE");
     assert_eq!(json["details"][6]["doc_id"], serde_json::Value::Null);
 
-    let back = read_report(&path).unwrap();
-    assert_eq!(back.details.len(), report.details.len());
-    assert_eq!(back.summary.source_distribution, report.summary.source_distribution);
-    assert!((back.summary.avg_similarity - report.summary.avg_similarity).abs() < 1e-12);
+    // Every figure reads back exactly as it was computed.
+    assert_eq!(read_report(&path).unwrap(), report);
     // Only the report in the new directory: the write went through a renamed temp file.
     assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+}
+
+#[test]
+fn reports_written_in_percents_are_read_as_fractions() {
+    let (report, _) = run(Some(&post()), 8);
+    let mut json = serde_json::to_value(&report).unwrap();
+    let pct = |v: &mut serde_json::Value| {
+        if let Some(x) = v.as_f64() {
+            *v = (x * 100.0).into();
+        }
+    };
+    let s = &mut json["summary"];
+    for key in ["avg_similarity", "avg_similarity_raw", "min_similarity", "pass_threshold", "refusal_accuracy"] {
+        pct(&mut s[key]);
+    }
+    for doc in s["per_doc"].as_object_mut().unwrap().values_mut() {
+        pct(&mut doc["accuracy"]);
+    }
+    for d in json["details"].as_array_mut().unwrap() {
+        pct(&mut d["similarity"]);
+        pct(&mut d["similarity_raw"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.json");
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+
+    let back = read_report(&path).unwrap();
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    close(back.summary.pass_threshold, 0.85);
+    close(back.summary.avg_similarity, report.summary.avg_similarity);
+    close(back.summary.min_similarity, report.summary.min_similarity);
+    close(back.summary.refusal_accuracy.unwrap(), 0.5);
+    for (doc, stats) in &back.summary.per_doc {
+        close(stats.accuracy, report.summary.per_doc[doc].accuracy);
+    }
+    for (b, d) in back.details.iter().zip(&report.details) {
+        close(b.similarity, d.similarity);
+        close(b.similarity_raw, d.similarity_raw);
+    }
 }
 
 #[test]
