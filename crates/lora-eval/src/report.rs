@@ -61,7 +61,7 @@ pub fn read_report(path: impl AsRef<Path>) -> Result<Report> {
     let mut report: Report =
         serde_json::from_str(&text).map_err(|source| Error::ParseReport { path: path.to_path_buf(), source })?;
     if report.summary.pass_threshold > 1.0 {
-        report.from_percents();
+        report.percents_to_fractions();
     }
     Ok(report)
 }
@@ -69,7 +69,7 @@ pub fn read_report(path: impl AsRef<Path>) -> Result<Report> {
 impl Report {
     /// Turns the scores of a report written in percents (before fractions were stored) into
     /// fractions, as those versions read them.
-    fn from_percents(&mut self) {
+    fn percents_to_fractions(&mut self) {
         let f = |v: &mut f64| *v /= 100.0;
         let o = |v: &mut Option<f64>| {
             if let Some(v) = v {
