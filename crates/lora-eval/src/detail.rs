@@ -42,4 +42,12 @@ impl Detail {
     pub fn is_correct(&self) -> bool {
         is_correct(self.similarity, PASS_THRESHOLD)
     }
+
+    /// Scores the final and the raw answer: difflib's ratio of the expected answer vs each,
+    /// expected first as the reference called it (the ratio is not symmetric). The one place an
+    /// answer is scored.
+    pub(crate) fn score(&mut self) {
+        self.similarity = seqmatch::ratio(&self.expected, &self.model);
+        self.similarity_raw = seqmatch::ratio(&self.expected, &self.raw);
+    }
 }

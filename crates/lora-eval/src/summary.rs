@@ -121,6 +121,39 @@ impl Summary {
     pub fn model_broken(&self) -> bool {
         crate::is_broken(self.degenerate_raw, self.total_tests)
     }
+
+    /// Every similarity, accuracy and rate of the summary (all fractions, 0..=1), named by its
+    /// place in the JSON report; rates that are `null` are left out.
+    pub(crate) fn fractions_mut(&mut self) -> Vec<(String, &mut f64)> {
+        let mut out: Vec<(String, &mut f64)> = vec![
+            ("summary.avg_similarity".into(), &mut self.avg_similarity),
+            ("summary.avg_similarity_raw".into(), &mut self.avg_similarity_raw),
+            ("summary.max_similarity".into(), &mut self.max_similarity),
+            ("summary.min_similarity".into(), &mut self.min_similarity),
+            ("summary.max_similarity_raw".into(), &mut self.max_similarity_raw),
+            ("summary.min_similarity_raw".into(), &mut self.min_similarity_raw),
+            ("summary.pass_threshold".into(), &mut self.pass_threshold),
+        ];
+        for (name, value) in [
+            ("avg_similarity_answerable", &mut self.avg_similarity_answerable),
+            ("avg_similarity_answerable_raw", &mut self.avg_similarity_answerable_raw),
+            ("refusal_accuracy", &mut self.refusal_accuracy),
+            ("answerable_refusal_rate", &mut self.answerable_refusal_rate),
+            ("answerable_refusal_rate_raw", &mut self.answerable_refusal_rate_raw),
+        ] {
+            out.extend(value.as_mut().map(|v| (format!("summary.{name}"), v)));
+        }
+        for (source, st) in &mut self.by_source {
+            out.push((format!("summary.by_source.{source}.avg_similarity"), &mut st.avg_similarity));
+            out.push((format!("summary.by_source.{source}.avg_similarity_raw"), &mut st.avg_similarity_raw));
+        }
+        for (doc, st) in &mut self.per_doc {
+            out.push((format!("summary.per_doc.{doc}.accuracy"), &mut st.accuracy));
+            out.push((format!("summary.per_doc.{doc}.avg_similarity"), &mut st.avg_similarity));
+            out.push((format!("summary.per_doc.{doc}.avg_similarity_raw"), &mut st.avg_similarity_raw));
+        }
+        out
+    }
 }
 
 /// Mean of `values`; 0 for none (an empty eval is refused earlier, this only avoids NaN).

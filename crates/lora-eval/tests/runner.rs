@@ -207,10 +207,71 @@ fn reports_written_in_percents_are_read_as_fractions() {
     for (doc, stats) in &back.summary.per_doc {
         close(stats.accuracy, report.summary.per_doc[doc].accuracy);
     }
-    for (b, d) in back.details.iter().zip(&report.details) {
-        close(b.similarity, d.similarity);
-        close(b.similarity_raw, d.similarity_raw);
+    // The answers are scored again from their texts: exactly as computed.
+    assert_eq!(back.details, report.details);
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Every fraction of a summary with its name, for comparing two summaries figure by figure.
+fn figures(s: &lora_eval::Summary) -> Vec<(String, f64)> {
+    let json = serde_json::to_value(s).unwrap();
+    let mut out = Vec::new();
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| walk(&format!("{prefix}.{k}"), v, out)),
+            serde_json::Value::Number(n) if n.is_f64() => out.push((prefix.to_string(), n.as_f64().unwrap())),
+            _ => {}
+        }
     }
+    walk("summary", &json, &mut out);
+    out
+}
+
+#[test]
+fn an_old_percent_report_and_a_new_one_of_the_same_answers_read_the_same() {
+    let old = read_report(fixture("report_percent.json")).unwrap();
+    let new = read_report(fixture("report.json")).unwrap();
+    // The files differ: one holds percents, the other fractions.
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("report_percent.json")).unwrap()).unwrap();
+    assert_eq!(raw["summary"]["pass_threshold"], 85.0);
+    assert_eq!(new.summary.pass_threshold, 0.85);
+
+    assert_eq!(old.details, new.details, "scores read back exactly");
+    let (a, b) = (figures(&old.summary), figures(&new.summary));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 20, "{a:?}");
+    for ((name, x), (other, y)) in a.iter().zip(&b) {
+        assert_eq!(name, other);
+        assert!((x - y).abs() < 1e-12, "{name}: {x} vs {y}");
+        if name != "summary.generation_seconds" {
+            assert!((0.0..=1.0).contains(x), "{name} = {x}");
+        }
+    }
+    assert_eq!(old.summary.buckets, new.summary.buckets);
+    assert_eq!(old.summary.goal_met, new.summary.goal_met);
+    assert_eq!(old.summary.generation_seconds, new.summary.generation_seconds);
+}
+
+#[test]
+fn a_percent_in_a_fraction_report_is_named() {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("report.json")).unwrap()).unwrap();
+    json["details"][3]["similarity_raw"] = 85.0.into();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = read_report(&path).unwrap_err().to_string();
+    assert!(e.contains("mixed.json: details[3].similarity_raw is 85,") && e.contains("fraction"), "{e}");
+
+    json["details"][3]["similarity_raw"] = 0.5.into();
+    json["summary"]["per_doc"]["doc_ca4961fd"]["accuracy"] = 50.0.into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = read_report(&path).unwrap_err().to_string();
+    assert!(e.contains("summary.per_doc.doc_ca4961fd.accuracy is 50"), "{e}");
 }
 
 #[test]
