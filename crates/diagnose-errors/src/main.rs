@@ -1,6 +1,6 @@
-//! `diagnose-errors`: answers the whole eval set (or reuses the answers of a `test-qwen-lora`
-//! report), counts every raw answer below the threshold as an error, groups the errors by topic,
-//! tells which topic each was confused with, prints suggestions and writes
+//! `diagnose-errors`: answers the whole eval set (or reuses the scored answers of a
+//! `test-qwen-lora` report), counts every raw answer below the threshold as an error, groups the
+//! errors by topic, tells which topic each was confused with, prints suggestions and writes
 //! `error_analysis.json` plus a confusion heat map (`error_analysis.svg`).
 //!
 //! ```text
@@ -13,9 +13,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Parser;
 use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
-use diagnose::{DiagnoseOptions, diagnose, print_report, write_analysis};
+use diagnose::{DiagnoseOptions, analyze, print_report, write_analysis};
 use kb_dataset::{Kb, Templates, read_jsonl};
-use lora_eval::RawAnswers;
 
 /// Find which topics the model gets wrong, and what it confuses them with.
 #[derive(Debug, Parser)]
@@ -27,8 +26,9 @@ struct Args {
     #[command(flatten)]
     adapter: AdapterArgs,
 
-    /// Take the raw answers from this test-qwen-lora JSON report instead of generating them
-    /// (it must answer every eval question; they are matched by question).
+    /// Take the raw answers and their scores from this test-qwen-lora JSON report instead of
+    /// generating them (it must have answered every eval question, matched by question, against
+    /// the same expected answers).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["no_adapter"])]
     from_report: Option<PathBuf>,
 
@@ -91,14 +91,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     inputs.extend(args.adapter.input_paths().into_iter().chain(args.model.input_paths()));
     kb_dataset::check_outputs(&[("--out", &args.out), ("--out (its .svg heat map)", &svg)], &inputs)?;
 
-    let answers = match &args.from_report {
-        Some(path) => {
-            let report = lora_eval::read_report(path).context("reading --from-report")?;
-            RawAnswers::from_loaded_report(&report, path, &eval)?
+    // The evaluated questions: a report's own (matched by question), or answers generated now
+    // and scored as test-qwen-lora scores them.
+    let details = match &args.from_report {
+        Some(path) => lora_eval::read_report(path).context("reading --from-report")?.details_for(&eval, path)?,
+        None => {
+            let answers = cli_support::generate_answers(&args.model, &args.adapter, &args.generation, &eval)?;
+            lora_eval::evaluate_answers(&eval, None, answers)?.details
         }
-        None => cli_support::generate_answers(&args.model, &args.adapter, &args.generation, &eval)?,
     };
-    let analysis = diagnose(&eval, &answers.raw, &kb, &templates, &opts)?;
+    let analysis = analyze(&details, &kb, &templates, &opts)?;
     print_report(&analysis, &mut std::io::stdout().lock())?;
     let svg = write_analysis(&analysis, &args.out).with_context(|| format!("writing --out {}", args.out.display()))?;
     println!("analysis written to {} (heat map: {})", args.out.display(), svg.display());

@@ -97,6 +97,74 @@ fn a_report_of_other_questions_is_rejected() {
     assert!(!out.exists());
 }
 
+fn report_fixture(name: &str) -> PathBuf {
+    repo("crates/lora-eval/tests/fixtures").join(name)
+}
+
+#[test]
+fn an_old_percent_report_and_a_new_one_give_the_same_analysis_in_fractions() {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = report_fixture("eval.jsonl");
+    let analyse = |report: &str| {
+        let out = dir.path().join(report).with_extension("analysis.json");
+        cmd()
+            .arg("--from-report")
+            .arg(report_fixture(report))
+            .arg("--eval")
+            .arg(&eval)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::is_match(
+                    r"10 eval questions, 1 correct, 9 errors, accuracy 10\.0% \(raw similarity >= 0\.90\)",
+                )
+                .unwrap(),
+            );
+        std::fs::read_to_string(out).unwrap()
+    };
+    let (old, new) = (analyse("report_percent.json"), analyse("report.json"));
+    assert_eq!(old, new);
+    let a: Value = serde_json::from_str(&new).unwrap();
+    assert_eq!(a["accuracy"], 0.1);
+    // Each error's score is the report's raw score, a fraction as computed.
+    let samples = kb_dataset::read_jsonl(&eval).unwrap();
+    for e in a["detailed_errors"].as_array().unwrap() {
+        let (expected, raw) = (e["expected"].as_str().unwrap(), e["raw"].as_str().unwrap());
+        assert_eq!(e["similarity"].as_f64().unwrap(), seqmatch::ratio(expected, raw), "{e}");
+        assert!(samples.iter().any(|s| s.answer == expected));
+    }
+}
+
+#[test]
+fn a_report_scored_against_other_answers_or_holding_percents_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut samples = kb_dataset::read_jsonl(report_fixture("eval.jsonl")).unwrap();
+    samples[1].answer.push_str("（已更新）");
+    let eval = dir.path().join("eval.jsonl");
+    kb_dataset::write_jsonl(&eval, &samples).unwrap();
+    let out = dir.path().join("a.json");
+    let run = |report: &Path, eval: &Path| {
+        cmd().arg("--from-report").arg(report).arg("--eval").arg(eval).arg("--out").arg(&out).assert().failure()
+    };
+    run(&report_fixture("report.json"), &eval).stderr(
+        predicate::str::contains("report.json scored")
+            .and(predicate::str::contains(samples[1].question.as_str()))
+            .and(predicate::str::contains("--answers-from")),
+    );
+
+    let mut json = read(&report_fixture("report.json"));
+    json["details"][0]["similarity_raw"] = 21.052631578947366.into();
+    let mixed = dir.path().join("mixed.json");
+    std::fs::write(&mixed, json.to_string()).unwrap();
+    run(&mixed, &report_fixture("eval.jsonl")).stderr(
+        predicate::str::contains("mixed.json: details[0].similarity_raw is 21.05")
+            .and(predicate::str::contains("fraction")),
+    );
+    assert!(!out.exists());
+}
+
 #[test]
 fn generates_with_the_tiny_model() {
     let dir = tempfile::tempdir().unwrap();

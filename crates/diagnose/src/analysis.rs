@@ -3,52 +3,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kb_dataset::{Kb, Sample, Templates};
+use kb_dataset::{Kb, Templates};
+use lora_eval::Detail;
 
 use crate::classify::{ErrorKind, TOPIC_UNANSWERABLE, classify, kind_of, topic_of};
 use crate::error::{Error, Result};
-use crate::findings::{
-    ConfusionEntry, DiagnoseOptions, ErrorAnalysis, ErrorDetail, EvalAnswer, FailureKinds, TopicErrors,
-};
+use crate::findings::{ConfusionEntry, DiagnoseOptions, ErrorAnalysis, ErrorDetail, FailureKinds, TopicErrors};
 use crate::suggest::suggestions;
 
-/// Pairs eval samples with the generated answers (same order).
-pub fn answers_from_samples(eval: &[Sample], raw: &[String]) -> Result<Vec<EvalAnswer>> {
-    if eval.len() != raw.len() {
-        return Err(Error::AnswerCount { count: eval.len(), answers: raw.len() });
-    }
-    Ok(eval
-        .iter()
-        .zip(raw)
-        .map(|(s, r)| EvalAnswer {
-            question: s.question.clone(),
-            expected: s.answer.clone(),
-            doc_id: s.doc_id.clone(),
-            raw: r.clone(),
-        })
-        .collect())
-}
-
-/// The single entry point for `diagnose-errors`: pairs the eval set with the model's raw answers
-/// and analyzes them.
-pub fn diagnose(
-    eval: &[Sample],
-    raw: &[String],
-    kb: &Kb,
-    templates: &Templates,
-    opts: &DiagnoseOptions,
-) -> Result<ErrorAnalysis> {
-    let answers = answers_from_samples(eval, raw)?;
-    analyze(&answers, kb, templates, opts)
-}
-
-/// Scores every answer against its expected answer; classifies and groups the wrong ones.
-pub fn analyze(
-    answers: &[EvalAnswer],
-    kb: &Kb,
-    templates: &Templates,
-    opts: &DiagnoseOptions,
-) -> Result<ErrorAnalysis> {
+/// Analyzes the evaluated questions `details` (lora-eval's, generated now or read from a report):
+/// a raw answer that is not correct ([`lora_eval::is_correct`] of its score `similarity_raw` at
+/// `opts.threshold`) is an error; the errors are classified and grouped.
+pub fn analyze(details: &[Detail], kb: &Kb, templates: &Templates, opts: &DiagnoseOptions) -> Result<ErrorAnalysis> {
     for (name, v) in [("threshold", opts.threshold), ("floor", opts.floor)] {
         if !(0.0..=1.0).contains(&v) {
             return Err(Error::Options(format!("--{name} {v} must be between 0 and 1")));
@@ -56,8 +22,8 @@ pub fn analyze(
     }
     let mut topic_errors: BTreeMap<String, TopicErrors> = BTreeMap::new();
     let mut detailed_errors = Vec::new();
-    for a in answers {
-        let expected_topic = topic_of(templates, a.doc_id.as_deref());
+    for d in details {
+        let expected_topic = topic_of(templates, d.doc_id.as_deref());
         let tally = topic_errors.entry(expected_topic.clone()).or_insert(TopicErrors {
             evaluated: 0,
             errors: 0,
@@ -65,20 +31,19 @@ pub fn analyze(
             questions: Vec::new(),
         });
         tally.evaluated += 1;
-        // Same argument order as lora-eval's `similarity_raw`: difflib's ratio is not symmetric.
-        let similarity = seqmatch::ratio(&a.expected, &a.raw);
+        let similarity = d.similarity_raw;
         if lora_eval::is_correct(similarity, opts.threshold) {
             continue;
         }
         tally.errors += 1;
-        tally.questions.push(a.question.clone());
-        let actual = classify(&a.raw, kb, templates, opts.floor);
+        tally.questions.push(d.question.clone());
+        let actual = classify(&d.raw, kb, templates, opts.floor);
         detailed_errors.push(ErrorDetail {
-            question: a.question.clone(),
-            expected: a.expected.clone(),
-            raw: a.raw.clone(),
+            question: d.question.clone(),
+            expected: d.expected.clone(),
+            raw: d.raw.clone(),
             similarity,
-            doc_id: a.doc_id.clone(),
+            doc_id: d.doc_id.clone(),
             kind: kind_of(&expected_topic, &actual.topic),
             expected_topic,
             actual_topic: actual.topic,
@@ -88,7 +53,7 @@ pub fn analyze(
     for t in topic_errors.values_mut() {
         t.accuracy = share(t.evaluated - t.errors, t.evaluated);
     }
-    let total = answers.len();
+    let total = details.len();
     let errors = detailed_errors.len();
     let mut topics: Vec<String> = templates.docs().iter().map(|d| d.topic.clone()).collect();
     topics.push(TOPIC_UNANSWERABLE.to_string());

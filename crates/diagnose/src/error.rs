@@ -17,9 +17,6 @@ pub enum Error {
     #[error("{path}: not an error analysis ({message}); pass the error_analysis.json written by diagnose-errors")]
     AnalysisJson { path: PathBuf, message: String },
 
-    #[error("{count} eval samples but {answers} generated answers; generate exactly one answer per eval question")]
-    AnswerCount { count: usize, answers: usize },
-
     #[error("invalid option: {0}")]
     Options(String),
 

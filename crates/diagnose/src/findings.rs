@@ -6,20 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::ErrorKind;
 
-/// One eval question with the reference answer and the model's raw (not post-processed) answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EvalAnswer {
-    pub question: String,
-    pub expected: String,
-    /// `None` for unanswerable questions.
-    pub doc_id: Option<String>,
-    pub raw: String,
-}
-
 /// Knobs of [`analyze`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DiagnoseOptions {
-    /// An answer whose raw similarity to the expected answer is below this is an error.
+    /// An answer whose raw similarity to the expected answer is below this is an error
+    /// ([`lora_eval::is_correct`]).
     pub threshold: f64,
     /// A wrong answer whose best KB similarity is below this is classified as `none`.
     pub floor: f64,
@@ -37,7 +28,7 @@ pub struct ErrorDetail {
     pub question: String,
     pub expected: String,
     pub raw: String,
-    /// difflib ratio of `expected` vs `raw` (as lora-eval's `similarity_raw`).
+    /// The score of `raw`: lora-eval's `similarity_raw` (difflib ratio of `expected` vs `raw`).
     pub similarity: f64,
     pub doc_id: Option<String>,
     pub expected_topic: String,

@@ -20,8 +20,28 @@ pub fn write_analysis(a: &ErrorAnalysis, json_path: &Path) -> Result<PathBuf> {
     Ok(svg_path)
 }
 
-/// Reads an `error_analysis.json` written by [`write_analysis`].
+/// Reads an `error_analysis.json` written by [`write_analysis`]. Its accuracies, thresholds and
+/// similarities are fractions (0..=1); any other value is an error naming the field.
 pub fn load_analysis(path: &Path) -> Result<ErrorAnalysis> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::AnalysisJson { path: path.to_path_buf(), message: e.to_string() })
+    let invalid = |message: String| Error::AnalysisJson { path: path.to_path_buf(), message };
+    let a: ErrorAnalysis = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    match fractions(&a).into_iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
+        Some((field, v)) => Err(invalid(format!("{field} is {v}, not a fraction between 0 and 1"))),
+        None => Ok(a),
+    }
+}
+
+/// Every fraction of an analysis, named by its place in the JSON.
+fn fractions(a: &ErrorAnalysis) -> Vec<(String, f64)> {
+    let mut out =
+        vec![("accuracy".to_string(), a.accuracy), ("threshold".into(), a.threshold), ("floor".into(), a.floor)];
+    for (i, e) in a.detailed_errors.iter().enumerate() {
+        out.push((format!("detailed_errors[{i}].similarity"), e.similarity));
+        out.extend(e.actual_similarity.map(|v| (format!("detailed_errors[{i}].actual_similarity"), v)));
+    }
+    for (topic, t) in &a.topic_errors {
+        out.push((format!("topic_errors.{topic}.accuracy"), t.accuracy));
+    }
+    out
 }

@@ -4,10 +4,9 @@ mod common;
 
 use common::*;
 use diagnose::{
-    ACTUAL_NONE, ACTUAL_REFUSAL, DiagnoseOptions, Error, ErrorKind, TOPIC_UNANSWERABLE, analyze, answers_from_samples,
-    confusion_svg, diagnose, load_analysis, print_report, write_analysis,
+    ACTUAL_NONE, ACTUAL_REFUSAL, DiagnoseOptions, Error, ErrorKind, TOPIC_UNANSWERABLE, analyze, confusion_svg,
+    load_analysis, print_report, write_analysis,
 };
-use kb_dataset::Sample;
 
 #[test]
 fn counts_topics_and_kinds() {
@@ -103,21 +102,26 @@ fn suggestions_name_weak_and_confused_topics() {
 }
 
 #[test]
-fn pairs_eval_samples_with_answers() {
+fn the_scores_of_the_evaluation_decide_and_are_not_computed_again() {
     let (kb, t) = load();
-    let vpn = answer(&kb, &t, "vpn");
-    let doc_id = t.doc_id_of("vpn").unwrap();
-    let eval =
-        vec![Sample::new("q1", &vpn, Some(doc_id), "eval"), Sample::new("q2", "抱歉,不知道。", None, "unanswerable")];
-    let raw = vec![vpn.clone(), vpn.clone()];
-    let answers = answers_from_samples(&eval, &raw).unwrap();
-    assert_eq!(answers[1].question, "q2");
-    assert_eq!(answers[1].expected, "抱歉,不知道。");
-    assert_eq!(answers[1].doc_id, None);
-    let a = diagnose(&eval, &raw, &kb, &t, &DiagnoseOptions::default()).unwrap();
-    assert_eq!(a.failure_kinds.answered_unanswerable, ["q2"]);
-    let short = diagnose(&eval, &raw[..1], &kb, &t, &DiagnoseOptions::default());
-    assert!(matches!(short, Err(Error::AnswerCount { count: 2, answers: 1 })));
+    let mut run = mixed_run(&kb, &t);
+    let opts = DiagnoseOptions::default();
+    let a = analyze(&run, &kb, &t, &opts).unwrap();
+    // Each error carries the score the evaluation gave its raw answer.
+    for e in &a.detailed_errors {
+        let d = run.iter().find(|d| d.question == e.question && d.raw == e.raw).unwrap();
+        assert_eq!(e.similarity, d.similarity_raw);
+    }
+    // Correct is lora-eval's `is_correct` of that score: at the threshold exactly is correct, and a
+    // score says so whatever the texts are (run[1] answers vpn with the mfa text).
+    run[1].similarity_raw = opts.threshold;
+    run[3].similarity_raw = 1.0;
+    let b = analyze(&run, &kb, &t, &opts).unwrap();
+    assert_eq!((b.errors, b.correct), (a.errors - 2, a.correct + 2));
+    assert!(!b.failure_kinds.refused_answerable.contains(&run[3].question));
+    // The final (post-processed) score plays no part: diagnosis is of the model's own answers.
+    run[5].similarity = 1.0;
+    assert_eq!(analyze(&run, &kb, &t, &opts).unwrap().errors, b.errors);
 }
 
 #[test]
@@ -161,4 +165,27 @@ fn load_analysis_names_file_on_bad_json() {
     std::fs::write(&p, "{\"total\": 1}").unwrap();
     let e = load_analysis(&p).unwrap_err().to_string();
     assert!(e.contains("error_analysis.json") && e.contains("diagnose-errors"), "{e}");
+}
+
+#[test]
+fn the_analysis_holds_fractions_and_a_percent_in_it_is_named() {
+    let (kb, t) = load();
+    let a = analyze(&mixed_run(&kb, &t), &kb, &t, &DiagnoseOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("error_analysis.json");
+    write_analysis(&a, &path).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(json["accuracy"].as_f64().unwrap(), 4.0 / 11.0);
+    assert_eq!(json["threshold"], 0.9);
+    assert_eq!(json["topic_errors"]["vpn"]["accuracy"].as_f64().unwrap(), 1.0 / 3.0);
+
+    json["topic_errors"]["vpn"]["accuracy"] = 33.3.into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = load_analysis(&path).unwrap_err().to_string();
+    assert!(e.contains("error_analysis.json") && e.contains("topic_errors.vpn.accuracy is 33.3"), "{e}");
+    json["topic_errors"]["vpn"]["accuracy"] = (1.0 / 3.0).into();
+    json["detailed_errors"][0]["similarity"] = 80.0.into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = load_analysis(&path).unwrap_err().to_string();
+    assert!(e.contains("detailed_errors[0].similarity is 80"), "{e}");
 }

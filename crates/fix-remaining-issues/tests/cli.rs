@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use diagnose::{DiagnoseOptions, EvalAnswer, analyze, write_analysis};
+use diagnose::{DiagnoseOptions, analyze, write_analysis};
 use kb_dataset::{Kb, STYLE_UNANSWERABLE, Sample, Templates, read_jsonl, write_jsonl};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
@@ -30,16 +30,12 @@ fn setup(dir: &Path) -> Vec<Sample> {
         eval.push(Sample::new(&u.question, &u.refusal, None, STYLE_UNANSWERABLE));
     }
     let mfa = zh_answer(kb.get(t.doc_id_of("mfa").unwrap()).unwrap());
-    let answers: Vec<EvalAnswer> = eval
+    let raw = eval
         .iter()
-        .map(|s| EvalAnswer {
-            question: s.question.clone(),
-            expected: s.answer.clone(),
-            doc_id: s.doc_id.clone(),
-            raw: if s.doc_id.as_deref() == t.doc_id_of("vpn") { mfa.clone() } else { s.answer.clone() },
-        })
+        .map(|s| if s.doc_id.as_deref() == t.doc_id_of("vpn") { mfa.clone() } else { s.answer.clone() })
         .collect();
-    let a = analyze(&answers, &kb, &t, &DiagnoseOptions::default()).unwrap();
+    let report = lora_eval::evaluate_answers(&eval, None, lora_eval::RawAnswers { raw, generation_seconds: 0.0 });
+    let a = analyze(&report.unwrap().details, &kb, &t, &DiagnoseOptions::default()).unwrap();
     write_analysis(&a, &dir.join("error_analysis.json")).unwrap();
     write_jsonl(dir.join("train.jsonl"), &train).unwrap();
     write_jsonl(dir.join("eval.jsonl"), &eval).unwrap();
@@ -95,6 +91,21 @@ fn bad_analysis_file_is_named() {
     setup(dir.path());
     std::fs::write(dir.path().join("error_analysis.json"), "[]").unwrap();
     cmd(dir.path()).assert().failure().stderr(contains("--analysis").and(contains("error_analysis.json")));
+}
+
+#[test]
+fn an_analysis_in_percents_is_refused_naming_the_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let path = dir.path().join("error_analysis.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    json["accuracy"] = (100.0 * json["accuracy"].as_f64().unwrap()).into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    cmd(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("error_analysis.json").and(contains("accuracy is")).and(contains("not a fraction")));
+    assert!(!dir.path().join("final.jsonl").exists());
 }
 
 /// The answer to a question about `entry` of a Chinese KB (the shipped one).

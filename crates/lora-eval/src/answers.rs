@@ -1,6 +1,7 @@
 //! Where an evaluation's raw answers come from: generated now by the model, or taken from an
-//! earlier report. Either way they are [`RawAnswers`], one per eval sample and in its order;
-//! `test-qwen-lora` scores them ([`evaluate_answers`]) and `diagnose-errors` analyses them.
+//! earlier report. Either way they are [`RawAnswers`], one per eval sample and in its order, and
+//! [`evaluate_answers`] scores them (`test-qwen-lora`; `diagnose-errors` on generated answers,
+//! while on a report it takes the report's own scores, [`Report::details_for`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -84,12 +85,17 @@ mod tests {
         Ok(q.iter().map(|q| format!("answer to {q}")).collect())
     }
 
+    /// The report of [`echo`]'s answers to `samples`, unprocessed.
+    fn echoed(samples: &[Sample]) -> Report {
+        evaluate_answers(samples, None, RawAnswers::generate(samples, echo).unwrap()).unwrap()
+    }
+
     #[test]
     fn answers_from_a_report_are_matched_by_question_not_position() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
         let all = samples();
-        let report = evaluate_answers(&all, None, RawAnswers::generate(&all, echo).unwrap()).unwrap();
+        let report = echoed(&all);
         write_report(&path, &report).unwrap();
 
         // Another order, and fewer questions than the report holds: each gets its own answer.
@@ -103,6 +109,35 @@ mod tests {
         other.push(Sample::new("影印機在哪", "依據公司規範:三樓。", Some("doc_3"), "eval"));
         let e = RawAnswers::from_report(&path, &other).unwrap_err().to_string();
         assert!(e.contains("r.json has no answer to `影印機在哪`") && e.contains("--limit"), "{e}");
+    }
+
+    #[test]
+    fn a_reports_details_are_matched_by_question_and_must_expect_the_same_answers() {
+        let all = samples();
+        let report = echoed(&all);
+        // Where the report was read from, for the messages.
+        let path = Path::new("r.json");
+
+        let asked = vec![all[2].clone(), all[1].clone()];
+        let got = report.details_for(&asked, path).unwrap();
+        assert_eq!(got, [report.details[2].clone(), report.details[1].clone()]);
+
+        // Scores computed against another answer, or about another doc, are not this eval set's.
+        let mut changed = asked.clone();
+        changed[0].answer = "依據公司規範:每 60 天。".into();
+        let e = report.details_for(&changed, path).unwrap_err().to_string();
+        assert!(e.contains("r.json scored `密碼多久換` against another expected answer"), "{e}");
+        let mut moved = asked.clone();
+        moved[0].doc_id = Some("doc_9".into());
+        let e = report.details_for(&moved, path).unwrap_err().to_string();
+        assert!(e.contains("another doc_id") && e.contains("--answers-from"), "{e}");
+        // Raw answers to score again need no such agreement.
+        assert_eq!(report.raw_answers_to(&changed, path).unwrap(), ["answer to 密碼多久換", "answer to 尾牙在哪"]);
+
+        let mut other = asked;
+        other.push(Sample::new("影印機在哪", "依據公司規範:三樓。", Some("doc_3"), "eval"));
+        let e = report.details_for(&other, path).unwrap_err().to_string();
+        assert!(e.contains("r.json has no answer to `影印機在哪`"), "{e}");
     }
 
     #[test]

@@ -24,11 +24,9 @@ pub struct Detail {
     pub raw: String,
     /// The final answer after post-processing (equal to `raw` without it).
     pub model: String,
-    /// difflib ratio of `expected` vs `model` (0..=1; a percentage in JSON).
-    #[serde(with = "crate::percent")]
+    /// difflib ratio of `expected` vs `model` (0..=1, in JSON too).
     pub similarity: f64,
-    /// difflib ratio of `expected` vs `raw` (0..=1; a percentage in JSON).
-    #[serde(with = "crate::percent")]
+    /// difflib ratio of `expected` vs `raw` (0..=1, in JSON too).
     pub similarity_raw: f64,
     pub source: Source,
     pub source_detail: String,
@@ -43,5 +41,13 @@ impl Detail {
     /// Whether the final answer is correct ([`is_correct`] at [`PASS_THRESHOLD`]).
     pub fn is_correct(&self) -> bool {
         is_correct(self.similarity, PASS_THRESHOLD)
+    }
+
+    /// Scores the final and the raw answer: difflib's ratio of the expected answer vs each,
+    /// expected first as the reference called it (the ratio is not symmetric). The one place an
+    /// answer is scored.
+    pub(crate) fn score(&mut self) {
+        self.similarity = seqmatch::ratio(&self.expected, &self.model);
+        self.similarity_raw = seqmatch::ratio(&self.expected, &self.raw);
     }
 }

@@ -33,6 +33,18 @@ pub enum Error {
          questions, with --limit); run test-qwen-lora on this eval set once without --limit or --answers-from"
     )]
     MissingAnswer { path: PathBuf, question: String },
+
+    #[error(
+        "{path} scored `{question}` against another {field} than the eval set's: that report answered another \
+         version of the eval set; run test-qwen-lora on this one (--answers-from {path} scores its answers again)"
+    )]
+    OtherEvalSet { path: PathBuf, question: String, field: &'static str },
+
+    #[error(
+        "{path}: {field} is {value}, not a fraction between 0 and 1 (reports store scores and rates as fractions; \
+         one written in percents says so with a pass_threshold of 85)"
+    )]
+    NotAFraction { path: PathBuf, field: String, value: f64 },
 }
 
 /// Shorthand used throughout the crate.

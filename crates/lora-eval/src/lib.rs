@@ -9,6 +9,8 @@
 //!   (as generated) and final (after post-processing).
 //! - [`RawAnswers`]: the raw answers to score, generated now or taken from an earlier report
 //!   (matched by question); [`evaluate_answers`] scores them as [`evaluate`] does.
+//!   [`Report::details_for`] gives a report's scored details for an eval set, matched the same
+//!   way (what `diagnose` analyses).
 //! - [`summarize`]: the [`Summary`] of a list of details (averages, [`Buckets`], sources,
 //!   refusal accuracy, per-doc accuracy, goal check). A model whose raw answers are mostly empty
 //!   or one repeated character ([`is_degenerate`]) fails the goal whatever post-processing made
@@ -16,14 +18,15 @@
 //! - [`print_report`]: the human-readable report; [`write_report`] / [`read_report`]: the JSON
 //!   report `{summary, details}`, written atomically.
 //!
-//! Scores are 0..=1 in memory and percentages (0..=100) in the JSON and the printed report, like
-//! the Python reference.
+//! Scores and rates are fractions (0..=1) in memory and in the JSON report, stored as computed
+//! (as in `diagnose`'s `error_analysis.json`); only the printed report shows percentages.
+//! [`read_report`] still reads reports written in percents by older versions, as fractions, and
+//! refuses a figure that is no fraction, naming it.
 
 mod answers;
 mod detail;
 mod error;
 mod health;
-mod percent;
 mod print;
 mod report;
 mod runner;

@@ -96,9 +96,9 @@ fn score(
             None,
         ),
     };
-    Detail {
-        similarity: seqmatch::ratio(&expected, &model),
-        similarity_raw: seqmatch::ratio(&expected, &raw),
+    let mut detail = Detail {
+        similarity: 0.0,
+        similarity_raw: 0.0,
         question,
         expected,
         raw,
@@ -107,5 +107,7 @@ fn score(
         source_detail,
         doc_id,
         raw_kind,
-    }
+    };
+    detail.score();
+    detail
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detail::{Detail, PASS_THRESHOLD};
 
-/// How many answers fall in each similarity band (on the 0–100 scale: ≥85, 70–84, 50–69, <50).
+/// How many answers fall in each similarity band (named in percent: ≥85, 70–84, 50–69, <50).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Buckets {
     #[serde(rename = "85+")]
@@ -42,9 +42,7 @@ impl Buckets {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SourceStats {
     pub count: usize,
-    #[serde(with = "crate::percent")]
     pub avg_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
 }
 
@@ -55,37 +53,28 @@ pub struct DocStats {
     /// Final answers that are correct ([`Detail::is_correct`]).
     pub correct: usize,
     /// `correct / total`.
-    #[serde(with = "crate::percent")]
     pub accuracy: f64,
-    #[serde(with = "crate::percent")]
     pub avg_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
 }
 
-/// The summary of an evaluation. Rates and similarities are 0..=1 here and percentages in JSON.
+/// The summary of an evaluation. Rates and similarities are fractions (0..=1), in JSON too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub total_tests: usize,
     /// Mean final similarity (after post-processing).
-    #[serde(with = "crate::percent")]
     pub avg_similarity: f64,
     /// Mean similarity of the answers as generated.
-    #[serde(with = "crate::percent")]
     pub avg_similarity_raw: f64,
     /// Mean final similarity over the answerable questions (`null` when none).
-    #[serde(default, with = "crate::percent::option")]
+    #[serde(default)]
     pub avg_similarity_answerable: Option<f64>,
     /// Mean raw similarity over the answerable questions (`null` when none).
-    #[serde(default, with = "crate::percent::option")]
+    #[serde(default)]
     pub avg_similarity_answerable_raw: Option<f64>,
-    #[serde(with = "crate::percent")]
     pub max_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub min_similarity: f64,
-    #[serde(with = "crate::percent")]
     pub max_similarity_raw: f64,
-    #[serde(with = "crate::percent")]
     pub min_similarity_raw: f64,
     /// Final similarities by band.
     pub buckets: Buckets,
@@ -98,14 +87,12 @@ pub struct Summary {
     /// Questions whose expected answer is a refusal.
     pub unanswerable_total: usize,
     /// Share of unanswerable questions whose final answer is a refusal (`null` when none).
-    #[serde(with = "crate::percent::option")]
     pub refusal_accuracy: Option<f64>,
     pub answerable_total: usize,
     /// Share of answerable questions whose final answer is a refusal (`null` when none).
-    #[serde(with = "crate::percent::option")]
     pub answerable_refusal_rate: Option<f64>,
     /// Share of answerable questions the model refused as generated (`null` when none).
-    #[serde(default, with = "crate::percent::option")]
+    #[serde(default)]
     pub answerable_refusal_rate_raw: Option<f64>,
     /// Raw answers that quote no KB entry and are no refusal (invented policies, or no answer);
     /// known only with post-processing.
@@ -116,7 +103,6 @@ pub struct Summary {
     pub unmatched_kept: usize,
     /// Answerable questions by doc_id (`(none)` for samples without one).
     pub per_doc: BTreeMap<String, DocStats>,
-    #[serde(with = "crate::percent")]
     pub pass_threshold: f64,
     /// Raw answers that are empty or one repeated character ([`crate::is_degenerate`]).
     #[serde(default)]
@@ -134,6 +120,39 @@ impl Summary {
     /// post-processing scored its answers.
     pub fn model_broken(&self) -> bool {
         crate::is_broken(self.degenerate_raw, self.total_tests)
+    }
+
+    /// Every similarity, accuracy and rate of the summary (all fractions, 0..=1), named by its
+    /// place in the JSON report; rates that are `null` are left out.
+    pub(crate) fn fractions_mut(&mut self) -> Vec<(String, &mut f64)> {
+        let mut out: Vec<(String, &mut f64)> = vec![
+            ("summary.avg_similarity".into(), &mut self.avg_similarity),
+            ("summary.avg_similarity_raw".into(), &mut self.avg_similarity_raw),
+            ("summary.max_similarity".into(), &mut self.max_similarity),
+            ("summary.min_similarity".into(), &mut self.min_similarity),
+            ("summary.max_similarity_raw".into(), &mut self.max_similarity_raw),
+            ("summary.min_similarity_raw".into(), &mut self.min_similarity_raw),
+            ("summary.pass_threshold".into(), &mut self.pass_threshold),
+        ];
+        for (name, value) in [
+            ("avg_similarity_answerable", &mut self.avg_similarity_answerable),
+            ("avg_similarity_answerable_raw", &mut self.avg_similarity_answerable_raw),
+            ("refusal_accuracy", &mut self.refusal_accuracy),
+            ("answerable_refusal_rate", &mut self.answerable_refusal_rate),
+            ("answerable_refusal_rate_raw", &mut self.answerable_refusal_rate_raw),
+        ] {
+            out.extend(value.as_mut().map(|v| (format!("summary.{name}"), v)));
+        }
+        for (source, st) in &mut self.by_source {
+            out.push((format!("summary.by_source.{source}.avg_similarity"), &mut st.avg_similarity));
+            out.push((format!("summary.by_source.{source}.avg_similarity_raw"), &mut st.avg_similarity_raw));
+        }
+        for (doc, st) in &mut self.per_doc {
+            out.push((format!("summary.per_doc.{doc}.accuracy"), &mut st.accuracy));
+            out.push((format!("summary.per_doc.{doc}.avg_similarity"), &mut st.avg_similarity));
+            out.push((format!("summary.per_doc.{doc}.avg_similarity_raw"), &mut st.avg_similarity_raw));
+        }
+        out
     }
 }
 

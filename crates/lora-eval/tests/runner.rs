@@ -146,16 +146,17 @@ fn no_postprocess_keeps_raw_answers() {
 }
 
 #[test]
-fn report_json_is_in_percent_and_round_trips() {
+fn report_json_stores_fractions_as_computed_and_round_trips() {
     let (report, _) = run(Some(&post()), 8);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out/sub/report.json");
     write_report(&path, &report).unwrap();
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let s = &json["summary"];
-    assert!((s["avg_similarity"].as_f64().unwrap() - report.summary.avg_similarity * 100.0).abs() < 1e-9);
+    assert_eq!(s["avg_similarity"].as_f64().unwrap(), report.summary.avg_similarity);
+    assert_eq!(s["pass_threshold"], 0.85);
     assert_eq!(s["source_distribution"]["KB_MATCH"], 4);
-    assert_eq!(s["refusal_accuracy"], 50.0);
+    assert_eq!(s["refusal_accuracy"], 0.5);
     assert_eq!(s["buckets"]["85+"], report.summary.buckets.excellent);
     let d0 = &json["details"][0];
     for key in
@@ -163,15 +164,114 @@ fn report_json_is_in_percent_and_round_trips() {
     {
         assert!(!d0[key].is_null(), "details[0].{key} missing");
     }
+    assert_eq!(d0["similarity_raw"].as_f64().unwrap(), report.details[0].similarity_raw);
     assert_eq!(d0["source"], "RULE_OVERRIDE");
     assert_eq!(json["details"][6]["doc_id"], serde_json::Value::Null);
 
-    let back = read_report(&path).unwrap();
-    assert_eq!(back.details.len(), report.details.len());
-    assert_eq!(back.summary.source_distribution, report.summary.source_distribution);
-    assert!((back.summary.avg_similarity - report.summary.avg_similarity).abs() < 1e-12);
+    // Every figure reads back exactly as it was computed.
+    assert_eq!(read_report(&path).unwrap(), report);
     // Only the report in the new directory: the write went through a renamed temp file.
     assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+}
+
+#[test]
+fn reports_written_in_percents_are_read_as_fractions() {
+    let (report, _) = run(Some(&post()), 8);
+    let mut json = serde_json::to_value(&report).unwrap();
+    let pct = |v: &mut serde_json::Value| {
+        if let Some(x) = v.as_f64() {
+            *v = (x * 100.0).into();
+        }
+    };
+    let s = &mut json["summary"];
+    for key in ["avg_similarity", "avg_similarity_raw", "min_similarity", "pass_threshold", "refusal_accuracy"] {
+        pct(&mut s[key]);
+    }
+    for doc in s["per_doc"].as_object_mut().unwrap().values_mut() {
+        pct(&mut doc["accuracy"]);
+    }
+    for d in json["details"].as_array_mut().unwrap() {
+        pct(&mut d["similarity"]);
+        pct(&mut d["similarity_raw"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.json");
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+
+    let back = read_report(&path).unwrap();
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    close(back.summary.pass_threshold, 0.85);
+    close(back.summary.avg_similarity, report.summary.avg_similarity);
+    close(back.summary.min_similarity, report.summary.min_similarity);
+    close(back.summary.refusal_accuracy.unwrap(), 0.5);
+    for (doc, stats) in &back.summary.per_doc {
+        close(stats.accuracy, report.summary.per_doc[doc].accuracy);
+    }
+    // The answers are scored again from their texts: exactly as computed.
+    assert_eq!(back.details, report.details);
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Every fraction of a summary with its name, for comparing two summaries figure by figure.
+fn figures(s: &lora_eval::Summary) -> Vec<(String, f64)> {
+    let json = serde_json::to_value(s).unwrap();
+    let mut out = Vec::new();
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| walk(&format!("{prefix}.{k}"), v, out)),
+            serde_json::Value::Number(n) if n.is_f64() => out.push((prefix.to_string(), n.as_f64().unwrap())),
+            _ => {}
+        }
+    }
+    walk("summary", &json, &mut out);
+    out
+}
+
+#[test]
+fn an_old_percent_report_and_a_new_one_of_the_same_answers_read_the_same() {
+    let old = read_report(fixture("report_percent.json")).unwrap();
+    let new = read_report(fixture("report.json")).unwrap();
+    // The files differ: one holds percents, the other fractions.
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("report_percent.json")).unwrap()).unwrap();
+    assert_eq!(raw["summary"]["pass_threshold"], 85.0);
+    assert_eq!(new.summary.pass_threshold, 0.85);
+
+    assert_eq!(old.details, new.details, "scores read back exactly");
+    let (a, b) = (figures(&old.summary), figures(&new.summary));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 20, "{a:?}");
+    for ((name, x), (other, y)) in a.iter().zip(&b) {
+        assert_eq!(name, other);
+        assert!((x - y).abs() < 1e-12, "{name}: {x} vs {y}");
+        if name != "summary.generation_seconds" {
+            assert!((0.0..=1.0).contains(x), "{name} = {x}");
+        }
+    }
+    assert_eq!(old.summary.buckets, new.summary.buckets);
+    assert_eq!(old.summary.goal_met, new.summary.goal_met);
+    assert_eq!(old.summary.generation_seconds, new.summary.generation_seconds);
+}
+
+#[test]
+fn a_percent_in_a_fraction_report_is_named() {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("report.json")).unwrap()).unwrap();
+    json["details"][3]["similarity_raw"] = 85.0.into();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = read_report(&path).unwrap_err().to_string();
+    assert!(e.contains("mixed.json: details[3].similarity_raw is 85,") && e.contains("fraction"), "{e}");
+
+    json["details"][3]["similarity_raw"] = 0.5.into();
+    json["summary"]["per_doc"]["doc_ca4961fd"]["accuracy"] = 50.0.into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = read_report(&path).unwrap_err().to_string();
+    assert!(e.contains("summary.per_doc.doc_ca4961fd.accuracy is 50"), "{e}");
 }
 
 #[test]

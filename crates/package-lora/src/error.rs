@@ -12,6 +12,10 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] kb_dataset::Error),
 
+    /// The eval report (lora-eval's error names the file, and the field of a bad figure).
+    #[error(transparent)]
+    Report(#[from] lora_eval::Error),
+
     #[error("{path}: invalid JSON: {message}")]
     Json { path: PathBuf, message: String },
 

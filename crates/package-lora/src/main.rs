@@ -20,7 +20,7 @@ struct Args {
     /// Adapter directory to package (holds adapter_config.json and adapter_model.safetensors).
     #[arg(long, value_name = "DIR", required_unless_present = "verify", conflicts_with = "verify")]
     adapter: Option<PathBuf>,
-    /// Eval report JSON (from test-qwen-lora); its `summary` object goes into the manifest.
+    /// Eval report JSON (from test-qwen-lora); its summary goes into the manifest, in fractions.
     #[arg(long, value_name = "REPORT.json", conflicts_with = "verify")]
     report: Option<PathBuf>,
     /// Training set whose sha256 is recorded.

@@ -31,7 +31,8 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileHash>,
     /// Hashes of the training and eval sets, when given.
     pub data: DataHashes,
-    /// The eval report's `summary` object, when a report was given.
+    /// The eval report's summary, when a report was given: lora-eval's `Summary`, scores and
+    /// rates in fractions (0..=1) even when the report was written in percents.
     pub eval_summary: Option<serde_json::Value>,
 }
 

@@ -22,7 +22,7 @@ pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 pub struct PackageOptions {
     /// The adapter directory (its top-level regular files are packaged).
     pub adapter: PathBuf,
-    /// An eval report JSON whose `summary` object goes into the manifest.
+    /// A test-qwen-lora report whose summary goes into the manifest (in fractions).
     pub report: Option<PathBuf>,
     /// Training set to hash.
     pub train: Option<PathBuf>,
@@ -124,14 +124,14 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_slice(&bytes).map_err(|e| Error::Json { path: path.to_path_buf(), message: e.to_string() })
 }
 
+/// The summary of a test-qwen-lora report, read as lora-eval reads it: in fractions, whether the
+/// report holds fractions or (written by an older version) percents.
 fn read_summary(path: &Path) -> Result<serde_json::Value> {
-    match read_json(path)?.get("summary") {
-        Some(summary @ serde_json::Value::Object(_)) => Ok(summary.clone()),
-        _ => Err(Error::Invalid {
-            path: path.to_path_buf(),
-            message: "no `summary` object; pass the JSON report written by test-qwen-lora".into(),
-        }),
-    }
+    let report = lora_eval::read_report(path)?;
+    serde_json::to_value(&report.summary).map_err(|e| Error::Invalid {
+        path: path.to_path_buf(),
+        message: format!("cannot serialize its summary for the manifest: {e}"),
+    })
 }
 
 /// Streams manifest + files into a gzip'd tar in a temp file next to `out`, then renames it

@@ -32,8 +32,7 @@ fn round_trip_records_everything() {
     std::fs::write(dir.path().join("train.jsonl"), "{\"text\": \"t\"}\n").unwrap();
     std::fs::write(dir.path().join("eval.jsonl"), "{\"text\": \"e\"}\n").unwrap();
     std::fs::write(dir.path().join("base.gguf"), b"GGUF....").unwrap();
-    std::fs::write(dir.path().join("report.json"), r#"{"summary": {"accuracy": 0.9, "total": 85}, "details": []}"#)
-        .unwrap();
+    std::fs::copy(eval_report("report.json"), dir.path().join("report.json")).unwrap();
     o.train = Some(dir.path().join("train.jsonl"));
     o.eval = Some(dir.path().join("eval.jsonl"));
     o.base_gguf = Some(dir.path().join("base.gguf"));
@@ -52,7 +51,9 @@ fn round_trip_records_everything() {
     let gguf = verified.base_model.gguf.unwrap();
     assert_eq!(gguf.sha256, sha256_file(&dir.path().join("base.gguf")).unwrap().sha256);
     assert_eq!(verified.lora_config["r"], 8);
-    assert_eq!(verified.eval_summary.unwrap()["total"], 85);
+    let summary = verified.eval_summary.unwrap();
+    assert_eq!(summary["total_tests"], 10);
+    assert_eq!(summary["pass_threshold"], 0.85);
     assert_eq!(verified.data.train.unwrap().size, 14);
     assert!(verified.data.eval.is_some());
     assert_eq!(verified.created_at, "2023-11-14T22:13:20Z");
@@ -116,13 +117,37 @@ fn corrupt_archive_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn the_manifest_holds_the_same_fractions_for_an_old_percent_report_and_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = |name: &str| {
+        let mut o = opts(dir.path());
+        o.report = Some(eval_report(name));
+        package(&o).unwrap().eval_summary.unwrap()
+    };
+    let (old, new) = (summary("report_percent.json"), summary("report.json"));
+    assert_eq!(old["pass_threshold"], 0.85);
+    assert_eq!(new["pass_threshold"], 0.85);
+    let keys =
+        ["avg_similarity", "avg_similarity_raw", "min_similarity", "refusal_accuracy", "answerable_refusal_rate"];
+    for key in keys {
+        let (a, b) = (old[key].as_f64().unwrap(), new[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-12 && (0.0..=1.0).contains(&a), "{key}: {a} vs {b}");
+    }
+    for (doc, stats) in new["per_doc"].as_object().unwrap() {
+        let (a, b) = (old["per_doc"][doc]["accuracy"].as_f64().unwrap(), stats["accuracy"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-12 && (0.0..=1.0).contains(&a), "{doc}: {a} vs {b}");
+    }
+    assert_eq!(old["buckets"], new["buckets"]);
+}
+
+#[test]
 fn bad_inputs_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path());
     std::fs::write(dir.path().join("report.json"), r#"{"details": []}"#).unwrap();
     o.report = Some(dir.path().join("report.json"));
-    let e = package(&o).unwrap_err().to_string();
-    assert!(e.contains("report.json") && e.contains("summary"), "{e}");
+    let e = format!("{:#}", anyhow::Error::new(package(&o).unwrap_err()));
+    assert!(e.contains("report.json: not a valid report") && e.contains("summary"), "{e}");
     assert!(!o.out.exists());
 
     let o = opts(dir.path());

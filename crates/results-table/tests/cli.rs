@@ -34,6 +34,35 @@ fn one_row_per_report_in_order() {
 }
 
 #[test]
+fn an_old_percent_report_and_a_new_fraction_one_give_the_same_row_in_percents() {
+    let fixture = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lora-eval/tests/fixtures")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let out = Command::cargo_bin("results-table")
+        .unwrap()
+        .args(["--report", &format!("x={}", fixture("report_percent.json"))])
+        .args(["--report", &format!("x={}", fixture("report.json"))])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| x |")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(rows[0], rows[1]);
+    // Averages raw / final, answerable, bands, refusal accuracy, answerable refused, sources, time.
+    assert_eq!(
+        rows[0],
+        "| x | 10 | 42.15% | 66.23% | 35.30% / 83.04% | 2 / 5 | 60.00% | 60.00% / 20.00% | 0 / 4 / 2 / 4 | 89.0 s |"
+    );
+}
+
+#[test]
 fn bad_specs_and_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     Command::cargo_bin("results-table")

@@ -62,11 +62,15 @@ fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
     let with = dir.path().join("reports/with.json");
     let without = dir.path().join("reports/without.json");
     let limit = LIMIT.to_string();
-    cmd(&model)
+    let printed = cmd(&model)
         .args(["--adapter", adapter.to_str().unwrap(), "--limit", &limit, "--report", with.to_str().unwrap()])
         .assert()
         .success()
-        .stdout(predicate::str::contains("report written to"));
+        .stdout(predicate::str::contains("report written to"))
+        .get_output()
+        .stdout
+        .clone();
+    let printed = String::from_utf8(printed).unwrap();
     cmd(&model).args(["--no-adapter", "--limit", &limit, "--report", without.to_str().unwrap()]).assert().success();
 
     let (with, without) = (read(&with), read(&without));
@@ -76,11 +80,9 @@ fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
     for d in details {
         let (expected, raw, model) =
             (d["expected"].as_str().unwrap(), d["raw"].as_str().unwrap(), d["model"].as_str().unwrap());
-        // Scores are percentages of difflib's ratio of what the report says was generated.
-        let want_raw = 100.0 * seqmatch::ratio(expected, raw);
-        let want = 100.0 * seqmatch::ratio(expected, model);
-        assert!((d["similarity_raw"].as_f64().unwrap() - want_raw).abs() < 1e-6, "{d}");
-        assert!((d["similarity"].as_f64().unwrap() - want).abs() < 1e-6, "{d}");
+        // Scores are difflib's ratio of what the report says was generated, stored as computed.
+        assert_eq!(d["similarity_raw"].as_f64().unwrap(), seqmatch::ratio(expected, raw), "{d}");
+        assert_eq!(d["similarity"].as_f64().unwrap(), seqmatch::ratio(expected, model), "{d}");
         let source = d["source"].as_str().unwrap();
         assert!(["RULE_OVERRIDE", "KB_MATCH", "MODEL_GENERATED", "RETRIEVAL_OVERRIDE"].contains(&source), "{source}");
         if source == "MODEL_GENERATED" {
@@ -101,6 +103,15 @@ fn evaluates_with_and_without_the_adapter_and_the_report_matches_the_answers() {
     assert!(retrieval["calibration"]["entry_confident"]["precision_target"].as_f64().is_some(), "{retrieval}");
     assert!((summary["avg_similarity"].as_f64().unwrap() - avg(details, "similarity")).abs() < 1e-6);
     assert!((summary["avg_similarity_raw"].as_f64().unwrap() - avg(details, "similarity_raw")).abs() < 1e-6);
+    // The JSON holds fractions; people read percents.
+    assert_eq!(summary["pass_threshold"], 0.85);
+    let pct = |key: &str| format!("{:.2}%", 100.0 * summary[key].as_f64().unwrap());
+    assert!(printed.contains(&format!("Average similarity (post-processed): {}", pct("avg_similarity"))), "{printed}");
+    assert!(
+        printed.contains(&format!("Average similarity (raw model):      {}", pct("avg_similarity_raw"))),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!(">= {}: ", pct("pass_threshold"))), "{printed}");
 
     // The adapter changed what the model says.
     let raw = |r: &Value| r["details"].as_array().unwrap().iter().map(|d| d["raw"].clone()).collect::<Vec<_>>();
@@ -158,6 +169,36 @@ fn answers_from_an_earlier_report_rescores_without_the_model() {
         .failure()
         .stderr(predicate::str::contains("first.json has no answer to"));
     assert!(!third.exists());
+}
+
+#[test]
+fn answers_from_an_old_percent_report_and_a_new_one_give_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = |name: &str| repo("crates/lora-eval/tests/fixtures").join(name);
+    let rescore = |from: &str| {
+        let out = dir.path().join(from);
+        let printed = cmd(&dir.path().join("no-model"))
+            .arg("--answers-from")
+            .arg(fixture(from))
+            .arg("--eval")
+            .arg(fixture("eval.jsonl"))
+            .arg("--report")
+            .arg(&out)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        (std::fs::read_to_string(out).unwrap(), String::from_utf8(printed).unwrap())
+    };
+    let (old, old_printed) = rescore("report_percent.json");
+    let (new, new_printed) = rescore("report.json");
+    assert_eq!(old, new);
+    // Both written in fractions, and the very report the fixture holds (the same answers, scored now).
+    assert_eq!(new, std::fs::read_to_string(fixture("report.json")).unwrap());
+    let cut = |s: &str| s.lines().filter(|l| !l.starts_with("report written to")).collect::<Vec<_>>().join("\n");
+    assert_eq!(cut(&old_printed), cut(&new_printed));
+    assert!(new_printed.contains("Average similarity (post-processed): 66.23%"), "{new_printed}");
 }
 
 #[test]

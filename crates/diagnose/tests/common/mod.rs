@@ -1,10 +1,10 @@
-//! The fixture KB and templates (tests/fixtures) and helpers to build eval answers.
+//! The fixture KB and templates (tests/fixtures) and helpers to build evaluated questions.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-use diagnose::EvalAnswer;
-use kb_dataset::{Kb, Templates};
+use kb_dataset::{Kb, Sample, Templates};
+use lora_eval::{Detail, RawAnswers};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -21,30 +21,32 @@ pub fn answer(kb: &Kb, t: &Templates, topic: &str) -> String {
     zh_answer(kb.get(t.doc_id_of(topic).unwrap()).unwrap())
 }
 
-/// An answerable eval question of `topic` (its `i`-th eval question) with the model's `raw`.
-pub fn asked(kb: &Kb, t: &Templates, topic: &str, i: usize, raw: &str) -> EvalAnswer {
+/// An answerable eval question of `topic` (its `i`-th eval question) and the model's `raw`.
+pub fn asked(kb: &Kb, t: &Templates, topic: &str, i: usize, raw: &str) -> (Sample, String) {
     let doc = t.doc(t.doc_id_of(topic).unwrap()).unwrap();
-    EvalAnswer {
-        question: doc.eval[i].clone(),
-        expected: answer(kb, t, topic),
-        doc_id: Some(doc.doc_id.clone()),
-        raw: raw.to_string(),
-    }
+    (Sample::new(&doc.eval[i], &answer(kb, t, topic), Some(&doc.doc_id), "eval"), raw.to_string())
 }
 
-/// The `i`-th unanswerable eval question with the model's `raw`.
-pub fn unanswerable(t: &Templates, i: usize, raw: &str) -> EvalAnswer {
+/// The `i`-th unanswerable eval question and the model's `raw`.
+pub fn unanswerable(t: &Templates, i: usize, raw: &str) -> (Sample, String) {
     let u = &t.unanswerable().eval[i];
-    EvalAnswer { question: u.question.clone(), expected: u.refusal.clone(), doc_id: None, raw: raw.to_string() }
+    (Sample::new(&u.question, &u.refusal, None, "unanswerable"), raw.to_string())
+}
+
+/// The questions with their raw answers scored by lora-eval, as test-qwen-lora's report holds
+/// them (no post-processing).
+pub fn scored(asked: Vec<(Sample, String)>) -> Vec<Detail> {
+    let (samples, raw): (Vec<Sample>, Vec<String>) = asked.into_iter().unzip();
+    lora_eval::evaluate_answers(&samples, None, RawAnswers { raw, generation_seconds: 0.0 }).unwrap().details
 }
 
 /// A mixed run: 4 correct, 7 wrong of every kind. vpn→mfa is the most frequent confusion (2×).
-pub fn mixed_run(kb: &Kb, t: &Templates) -> Vec<EvalAnswer> {
+pub fn mixed_run(kb: &Kb, t: &Templates) -> Vec<Detail> {
     let vpn = answer(kb, t, "vpn");
     let mfa = answer(kb, t, "mfa");
     let leave = answer(kb, t, "leave");
     let refusal = t.unanswerable().eval[1].refusal.clone();
-    vec![
+    scored(vec![
         asked(kb, t, "vpn", 0, &vpn),                                  // correct
         asked(kb, t, "vpn", 1, &mfa),                                  // vpn -> mfa
         asked(kb, t, "vpn", 0, &format!("{mfa}。")),                   // vpn -> mfa again
@@ -56,7 +58,7 @@ pub fn mixed_run(kb: &Kb, t: &Templates) -> Vec<EvalAnswer> {
         unanswerable(t, 1, &refusal),                                  // correct
         unanswerable(t, 2, "抱歉,這我無法回答喔,請見諒,謝謝您的耐心"), // refusal, other words
         asked(kb, t, "leave", 1, &leave),                              // correct
-    ]
+    ])
 }
 
 /// The answer to a question about `entry` of a Chinese KB (the shipped one).

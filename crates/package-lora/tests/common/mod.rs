@@ -10,6 +10,12 @@ use flate2::write::GzEncoder;
 
 pub const CONFIG: &str = r#"{"base_model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "revision": "7ae557604adf67be50417f59c2c2f167def9a775", "peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}"#;
 
+/// One of lora-eval's two reports of the same answers (`report.json` in fractions,
+/// `report_percent.json` in percents, as older versions wrote them).
+pub fn eval_report(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lora-eval/tests/fixtures").join(name)
+}
+
 /// A fake adapter: config, some weight bytes, a README and a checkpoint subdir to be skipped.
 pub fn fake_adapter(root: &Path) -> PathBuf {
     let dir = root.join("final_model");
