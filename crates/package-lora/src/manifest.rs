@@ -14,7 +14,8 @@ use crate::error::{Result, read_err};
 pub const MANIFEST_NAME: &str = "manifest.json";
 
 /// Bumped when the manifest layout changes incompatibly; `--verify` rejects newer formats.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `eval_summary` figures are fractions in 0..=1 (1: percents).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The manifest stored at the root of every package.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
