@@ -29,7 +29,8 @@ struct Args {
     total: usize,
 
     /// Samples per KB entry instead of `--total` (total = N × entries): sizes the set to a KB
-    /// of any size, e.g. 20, the shipped recipe's 300 for 15 entries.
+    /// of any size, e.g. 20, the shipped recipe's 300 for 15 entries. When the templates are too
+    /// few for that, the largest total they allow is written, with a warning.
     #[arg(long, conflicts_with = "total")]
     per_entry: Option<usize>,
 
@@ -45,7 +46,21 @@ struct Args {
 fn run(args: &Args) -> anyhow::Result<()> {
     kb_dataset::check_outputs(&[("--out", &args.out)], &args.kb.input_paths())?;
     let (kb, templates) = args.kb.load()?;
-    let total = args.per_entry.map_or(args.total, |n| n * kb.entries().len());
+    let total = match args.per_entry {
+        None => args.total,
+        Some(n) => {
+            let wanted = n * kb.entries().len();
+            let total = kb_dataset::largest_total(&templates, args.unanswerable_ratio, wanted).max(1);
+            if total < wanted {
+                tracing::warn!(
+                    "--per-entry {n}: {} allows {total} samples without repeating a question, not {wanted}; \
+                     writing {total} (synthesize more questions, or add them, for a larger set)",
+                    args.kb.questions.display()
+                );
+            }
+            total
+        }
+    };
     let request = TrainRequest { total, unanswerable_ratio: args.unanswerable_ratio, seed: args.seed };
     let set = build_train_set(&kb, &templates, &request).context("sampling the training set")?;
     write_jsonl(&args.out, &set.samples)

@@ -37,6 +37,13 @@ fn per_entry_sizes_the_set_to_the_kb() {
         .success()
         .stdout(contains(format!("wrote {} samples", 4 * entries)));
     assert_eq!(std::fs::read_to_string(out(dir.path())).unwrap().lines().count(), 4 * entries);
+    // More than the templates hold: the largest set they allow (as the --total error says), and a warning.
+    cmd(dir.path())
+        .args(["--per-entry", "1000"])
+        .assert()
+        .success()
+        .stdout(contains("wrote 301 samples"))
+        .stderr(contains("--per-entry 1000").and(contains("writing 301")));
     cmd(dir.path())
         .args(["--per-entry", "4", "--total", "10"])
         .assert()

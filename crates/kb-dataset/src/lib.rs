@@ -44,7 +44,7 @@ pub use output::{
     AtomicDir, AtomicFile, check_outputs, remove_temps_of_this_process, resolve_output, same_file, write_atomic,
 };
 pub use overlap::{ExactOverlap, NEAR_DUPLICATE_RATIO, NEAR_DUPLICATE_WARN_SHARE, NearDuplicate, OverlapReport};
-pub use plan::TrainRequest;
+pub use plan::{TrainRequest, largest_total};
 pub use probe::{STYLE_PROBE, build_probe_set};
 pub use progress::progress_bar;
 pub use sample::{STYLE_EVAL, STYLE_UNANSWERABLE, Sample, check_doc_ids, read_jsonl, to_jsonl, write_jsonl};

@@ -56,13 +56,7 @@ pub(crate) fn plan(templates: &Templates, req: &TrainRequest) -> Result<Plan> {
         .iter()
         .min_by_key(|d| d.train.len())
         .map_or(String::new(), |d| format!(", smallest: {} with {}", d.topic, d.train.len()));
-    let largest_total = (0..=req.total.min(max_answerable + max_unanswerable))
-        .rev()
-        .find(|&t| {
-            let u = split_unanswerable(t, ratio);
-            t - u <= max_answerable && u <= max_unanswerable
-        })
-        .unwrap_or(0);
+    let largest_total = largest_total(templates, ratio, req.total);
     Err(Error::Sampling(format!(
         "--total {} at --unanswerable-ratio {ratio} needs {answerable} answerable and {unanswerable} \
          unanswerable samples, but {} allows at most {max_answerable} answerable (balanced over {} docs{smallest} \
@@ -72,6 +66,19 @@ pub(crate) fn plan(templates: &Templates, req: &TrainRequest) -> Result<Plan> {
         templates.path().display(),
         docs.len(),
     )))
+}
+
+/// The largest total up to `upto` that the templates can give at `ratio` without repeating a
+/// question (0 when none).
+pub fn largest_total(templates: &Templates, ratio: f64, upto: usize) -> usize {
+    let (max_answerable, max_unanswerable) = (max_balanced(templates.docs()), templates.unanswerable().train.len());
+    (0..=upto.min(max_answerable + max_unanswerable))
+        .rev()
+        .find(|&t| {
+            let u = split_unanswerable(t, ratio);
+            t - u <= max_answerable && u <= max_unanswerable
+        })
+        .unwrap_or(0)
 }
 
 fn split_unanswerable(total: usize, ratio: f64) -> usize {
