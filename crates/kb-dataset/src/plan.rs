@@ -59,8 +59,8 @@ pub(crate) fn plan(templates: &Templates, req: &TrainRequest) -> Result<Plan> {
     let largest_total = largest_total(templates, ratio, req.total);
     Err(Error::Sampling(format!(
         "--total {} at --unanswerable-ratio {ratio} needs {answerable} answerable and {unanswerable} \
-         unanswerable samples, but {} allows at most {max_answerable} answerable (balanced over {} docs{smallest} \
-         training questions) and {max_unanswerable} unanswerable; the largest --total that can be met at this \
+         unanswerable samples, but {} allows at most {max_answerable} answerable (every training question of its {} \
+         docs{smallest} training questions) and {max_unanswerable} unanswerable; the largest --total that can be met at this \
          ratio is {largest_total}, or add questions to the templates",
         req.total,
         templates.path().display(),
@@ -85,21 +85,34 @@ fn split_unanswerable(total: usize, ratio: f64) -> usize {
     ((total as f64 * ratio).round() as usize).min(total)
 }
 
-/// Per-doc counts differing by at most one; the extra ones go to the docs with the largest
-/// pools (ties: earlier doc first).
+/// Per-doc counts as even as the pools allow: every doc gets the same level, or its whole pool
+/// when that is smaller, and the remainder goes one each to the docs with the largest pools
+/// (ties: earlier doc first). With no pool short, counts differ by at most one.
 pub(crate) fn spread(answerable: usize, docs: &[DocTemplates]) -> Vec<usize> {
-    let n = docs.len();
-    let mut counts = vec![answerable / n; n];
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(docs[i].train.len()));
-    for &i in order.iter().take(answerable % n) {
+    let pools: Vec<usize> = docs.iter().map(|d| d.train.len()).collect();
+    let filled = |level: usize| pools.iter().map(|&p| p.min(level)).sum::<usize>();
+    // The highest level whose counts fit in `answerable` (past the largest pool nothing grows).
+    let top = pools.iter().copied().max().unwrap_or(0);
+    let level = (0..=top).rev().find(|&l| filled(l) <= answerable).unwrap_or(0);
+    let mut counts: Vec<usize> = pools.iter().map(|&p| p.min(level)).collect();
+    let mut left = answerable.saturating_sub(counts.iter().sum());
+    let mut order: Vec<usize> = (0..docs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(pools[i]));
+    for &i in order.iter().filter(|&&i| pools[i] > level) {
+        if left == 0 {
+            break;
+        }
         counts[i] += 1;
+        left -= 1;
+    }
+    // More than every pool holds: spread the excess evenly, for the caller to refuse.
+    for (k, c) in counts.iter_mut().enumerate() {
+        *c += left / docs.len().max(1) + usize::from(k < left % docs.len().max(1));
     }
     counts
 }
 
-/// The most answerable samples [`spread`] can place without repeating a question.
+/// The most answerable samples [`spread`] can place without repeating a question: every pool.
 pub(crate) fn max_balanced(docs: &[DocTemplates]) -> usize {
-    let min = docs.iter().map(|d| d.train.len()).min().unwrap_or(0);
-    docs.len() * min + docs.iter().filter(|d| d.train.len() > min).count()
+    docs.iter().map(|d| d.train.len()).sum()
 }

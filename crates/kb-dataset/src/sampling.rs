@@ -106,14 +106,21 @@ mod tests {
         assert_eq!(spread(7, &docs), vec![2, 3, 2]);
         assert_eq!(spread(8, &docs), vec![2, 3, 3]);
         assert_eq!(spread(0, &docs), vec![0, 0, 0]);
+        // A short pool gives what it has; the others share the rest as evenly as they can.
+        assert_eq!(spread(9, &docs), vec![2, 4, 3]);
+        assert_eq!(spread(10, &docs), vec![2, 5, 3]);
+        // Equal pools, none short: counts differ by at most one.
+        let even = [doc(4, &["a"]), doc(4, &["a"]), doc(4, &["a"])];
+        assert_eq!(spread(10, &even), vec![4, 3, 3]);
     }
 
     #[test]
     fn max_balanced_is_reachable_and_tight() {
         let docs = [doc(2, &["a"]), doc(5, &["a"]), doc(3, &["a"])];
-        assert_eq!(max_balanced(&docs), 8);
+        assert_eq!(max_balanced(&docs), 10);
         let fits = |a| spread(a, &docs).iter().zip(&docs).all(|(&n, d)| n <= d.train.len());
-        assert!(fits(8) && !fits(9));
+        assert!((0..=10).all(fits) && !fits(11));
+        assert_eq!(spread(11, &docs).iter().sum::<usize>(), 11, "the excess is spread, then refused");
     }
 
     #[test]
