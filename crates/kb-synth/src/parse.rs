@@ -41,7 +41,17 @@ fn question_line(line: &str) -> Option<String> {
 pub fn slug(output: &str) -> Option<String> {
     const MAX_WORDS: usize = 3;
     let line = output.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let words: Vec<String> = line
+    // "AnnualPlanRefunds" is three words, as "annual plan refunds" is.
+    let mut spaced = String::with_capacity(line.len() + 8);
+    let mut prev_lower = false;
+    for c in line.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            spaced.push(' ');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        spaced.push(c);
+    }
+    let words: Vec<String> = spaced
         .to_ascii_lowercase()
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -124,6 +134,8 @@ mod tests {
         assert_eq!(slug("Parking Fee\n"), Some("parking-fee".into()));
         assert_eq!(slug("`vpn_setup-guide now please`"), Some("vpn-setup-guide".into()));
         assert_eq!(slug("停車費"), None);
+        assert_eq!(slug("AnnualPlansCanBeRefunded"), Some("annual-plans-can".into()));
+        assert_eq!(slug("REST API"), Some("rest-api".into()));
     }
 
     #[test]
