@@ -8,6 +8,8 @@
 #                             machine (synth-questions, GEN=0.5b|1.5b picks the generator), then the
 #                             same steps; a probe.toml beside the KB is evaluated as the probe set
 #   make iterate              diagnose -> targeted samples -> retrain -> evaluate the new adapter
+#   make serve                the demo's adapter behind an OpenAI-compatible API and a chat page on
+#                             http://127.0.0.1:8000 (PORT=, SERVE_FLAGS= for more, e.g. --api-key)
 # Model choice: scripts/model-flags.sh (hub cache, hub, else the PyPI-packaged GGUF); give your own
 # with KB_LORA_MODEL_FLAGS='--gguf FILE' or '--model DIR'.
 CARGO ?= cargo
@@ -40,7 +42,7 @@ FINAL_TRAIN = $(OUT)/train_qwen_final.jsonl
 .NOTPARALLEL:
 
 .PHONY: test build questions data train-set eval-set probe-set model train evaluate-base evaluate evaluate-probe \
-	diagnose fix retrain evaluate-v2 iterate package results demo bench
+	diagnose fix retrain evaluate-v2 iterate package results demo bench serve
 
 test:
 	$(CARGO) test --workspace
@@ -116,6 +118,11 @@ results: build
 		$(if $(PROBE),--report adapter-probe=$(REPORTS)/adapter_probe.json) --train $(OUT)/summary.json
 
 demo: build model questions data train evaluate-base evaluate evaluate-probe diagnose package results
+
+PORT ?= 8000
+SERVE_FLAGS ?=
+serve: build $(FLAGS_FILE)
+	$(BIN)/serve-qwen-lora $(MODEL_FLAGS) --adapter $(OUT)/final_model $(EVAL_FLAGS) --port $(PORT) $(SERVE_FLAGS)
 
 bench: build $(FLAGS_FILE)
 	scripts/bench.sh

@@ -15,11 +15,13 @@
 //! - [`args_test!`]: the test every binary carries, that its clap `Args` are well formed.
 //! - With the feature `model`: [`ModelArgs`], [`AdapterArgs`], [`GenerationArgs`], the flags that
 //!   choose a model, turned into the plain specs `qwen-lora` takes, and [`generate_answers`]
-//!   (an eval set answered by that model).
+//!   (an eval set answered by that model); [`PostArgs`], the post-processing flags.
 
 mod kb;
 #[cfg(feature = "model")]
 mod model;
+#[cfg(feature = "model")]
+mod post;
 
 use std::io::IsTerminal;
 use std::process::{ExitCode, Termination};
@@ -33,6 +35,8 @@ pub use kb_dataset::progress_bar;
 pub use kb::KbArgs;
 #[cfg(feature = "model")]
 pub use model::{AdapterArgs, DTypeArg, DeviceArg, GenerationArgs, ModelArgs, generate_answers};
+#[cfg(feature = "model")]
+pub use post::PostArgs;
 
 /// For [`args_test!`].
 #[doc(hidden)]

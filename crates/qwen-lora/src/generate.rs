@@ -106,7 +106,8 @@ fn run(
         let free = size - batch.rows.len();
         if !queued.is_empty() && free >= (size / 4).max(1).min(queued.len()) {
             let (joining, rest) = queued.split_at(free.min(queued.len()));
-            batch.join(model, prompts, joining)?;
+            let joining: Vec<(usize, &[u32])> = joining.iter().map(|&i| (i, prompts[i].as_slice())).collect();
+            batch.join(model, &joining)?;
             queued = rest;
         }
         if batch.rows.is_empty() {
@@ -117,11 +118,11 @@ fn run(
         let mut next = Vec::with_capacity(batch.rows.len());
         for (slot, row) in logits.to_dtype(DType::F32)?.to_vec2::<f32>()?.into_iter().enumerate() {
             let r = &mut batch.rows[slot];
-            let tok = pick(row, &r.history, cfg, draws.rng(r.prompt));
+            let tok = pick(row, &r.history, cfg, draws.rng(r.id));
             if !stop.contains(&tok) {
-                out[r.prompt].push(tok);
+                out[r.id].push(tok);
                 r.history.push(tok);
-                if out[r.prompt].len() < cfg.max_new_tokens {
+                if out[r.id].len() < cfg.max_new_tokens {
                     keep.push(slot);
                     next.push(tok);
                     continue;
@@ -138,11 +139,11 @@ fn run(
 }
 
 /// One row of the running batch.
-struct Row {
-    /// Index of its prompt.
-    prompt: usize,
+pub(crate) struct Row {
+    /// Who the row decodes for: the prompt's index, or a live request's id.
+    pub(crate) id: usize,
     /// Prompt and generated tokens (for the repetition penalty).
-    history: Vec<u32>,
+    pub(crate) history: Vec<u32>,
     /// Position of the next token.
     next_pos: u32,
     /// Which cached positions are real tokens (left padding is not).
@@ -151,22 +152,21 @@ struct Row {
 
 /// The rows being decoded, their shared KV cache and, between steps, their next-token logits.
 #[derive(Default)]
-struct Batch {
-    rows: Vec<Row>,
+pub(crate) struct Batch {
+    pub(crate) rows: Vec<Row>,
     cache: KvCache,
     /// (rows, vocab)
-    logits: Option<Tensor>,
+    pub(crate) logits: Option<Tensor>,
 }
 
 impl Batch {
-    /// Prefills `joining` (left-padded to the longest of them) and adds them below the rows
-    /// already decoding.
-    fn join(&mut self, model: &Qwen2, prompts: &[Vec<u32>], joining: &[usize]) -> Result<()> {
-        let (b, t) = (joining.len(), joining.iter().map(|&i| prompts[i].len()).max().unwrap_or(0));
+    /// Prefills `joining` (`(id, prompt)`, left-padded to the longest prompt) and adds them below
+    /// the rows already decoding.
+    pub(crate) fn join(&mut self, model: &Qwen2, joining: &[(usize, &[u32])]) -> Result<()> {
+        let (b, t) = (joining.len(), joining.iter().map(|(_, p)| p.len()).max().unwrap_or(0));
         // Padding ids are masked out; any id will do.
         let (mut ids, mut valid) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
-        for &i in joining {
-            let p = &prompts[i];
+        for &(_, p) in joining {
             ids.extend(std::iter::repeat_n(0, t - p.len()).chain(p.iter().copied()));
             valid.extend(std::iter::repeat_n(0u8, t - p.len()).chain(std::iter::repeat_n(1u8, p.len())));
         }
@@ -181,15 +181,10 @@ impl Batch {
         for r in &mut self.rows {
             r.key_valid.splice(0..0, std::iter::repeat_n(0, total - old_t));
         }
-        for (&i, v) in joining.iter().zip(valid.chunks(t)) {
+        for (&(id, p), v) in joining.iter().zip(valid.chunks(t)) {
             let mut key_valid = vec![0; total - t];
             key_valid.extend_from_slice(v);
-            self.rows.push(Row {
-                prompt: i,
-                history: prompts[i].clone(),
-                next_pos: prompts[i].len() as u32,
-                key_valid,
-            });
+            self.rows.push(Row { id, history: p.to_vec(), next_pos: p.len() as u32, key_valid });
         }
         self.cache.append_rows(cache)?;
         self.logits = Some(match self.logits.take() {
@@ -200,7 +195,7 @@ impl Batch {
     }
 
     /// Keeps the rows at `slots` (in order) and drops cached positions that no row attends to.
-    fn keep(&mut self, device: &Device, slots: &[usize]) -> Result<()> {
+    pub(crate) fn keep(&mut self, device: &Device, slots: &[usize]) -> Result<()> {
         if slots.len() < self.rows.len() {
             let mut rows: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
             self.rows = slots.iter().filter_map(|&s| rows[s].take()).collect();
@@ -222,7 +217,7 @@ impl Batch {
     }
 
     /// Feeds each row its next token; leaves the logits of the token after it.
-    fn step(&mut self, model: &Qwen2, next: Vec<u32>) -> Result<()> {
+    pub(crate) fn step(&mut self, model: &Qwen2, next: Vec<u32>) -> Result<()> {
         let n = self.rows.len();
         let positions: Vec<u32> = self.rows.iter().map(|r| r.next_pos).collect();
         let mut key_valid = Vec::with_capacity(n * (self.cache.len() + 1));
@@ -239,7 +234,7 @@ impl Batch {
 }
 
 /// Chooses the next token from one row of logits.
-fn pick(mut logits: Vec<f32>, history: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
+pub(crate) fn pick(mut logits: Vec<f32>, history: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
     if cfg.repetition_penalty != 1.0 {
         for &tok in history {
             if let Some(l) = logits.get_mut(tok as usize) {

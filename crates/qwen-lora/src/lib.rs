@@ -23,7 +23,8 @@
 //!   PEFT-compatible adapter files.
 //! - [`BaseModelId`]: which base an adapter belongs to (hub id and revision, or GGUF file and
 //!   sha256), from loading to `adapter_config.json` and the package manifest.
-//! - [`generate`]: KV-cached, batched generation.
+//! - [`generate`]: KV-cached, batched generation; [`live`]: the same batching for requests that
+//!   arrive while others decode (a server's), with a bounded queue.
 //! - [`splitmix::SplitMix64`]: the workspace's PRNG for batch orders and dropout masks.
 //! - `fixture` (feature `fixture`, turned on from dev-dependencies only): a tiny random Qwen2
 //!   with a small tokenizer, and `fixture::process` for running and interrupting a binary, for
@@ -40,6 +41,7 @@ pub mod generate;
 pub mod inference;
 mod kernels;
 pub mod kv_cache;
+pub mod live;
 pub mod load;
 pub mod lora;
 mod lora_config;

@@ -3,11 +3,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
-use cli_support::{AdapterArgs, GenerationArgs, ModelArgs};
-use kb_dataset::{Kb, Templates, read_jsonl};
-use postprocess::{PostProcessor, Retriever, Rules};
+use cli_support::{AdapterArgs, GenerationArgs, ModelArgs, PostArgs};
+use kb_dataset::{Kb, Templates};
 
 /// Evaluate a model on the eval set: similarity raw and after post-processing, answer sources,
 /// refusal accuracy, per-doc accuracy.
@@ -28,24 +26,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", default_value = "data/kb.jsonl")]
     pub kb: PathBuf,
 
-    /// The training set the adapter learned from: post-processing indexes its questions for
-    /// retrieval and calibrates its thresholds on them (never on --eval).
-    #[arg(long, value_name = "FILE", default_value = "data/train_qwen_v1.jsonl")]
-    pub train: PathBuf,
-
-    /// Post-process without retrieval: KB matching and --rules only.
-    #[arg(long)]
-    pub no_retrieval: bool,
-
-    /// Retrieval overrules the model only at margins where it was right this often on training
-    /// questions it had not seen (leave-one-out over --train).
-    #[arg(long, value_name = "P", default_value_t = postprocess::CONFIDENT_PRECISION)]
-    pub retrieval_precision: f64,
-
-    /// Optional rules file of explicit overrides (per-topic question patterns and the KB doc they
-    /// point to, e.g. data/rules.toml), applied before retrieval.
-    #[arg(long, value_name = "FILE")]
-    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub post: PostArgs,
 
     /// Question templates, used only to label docs by topic in the report (skipped when missing).
     #[arg(long, value_name = "FILE", default_value = "data/questions.toml")]
@@ -58,10 +40,6 @@ pub struct Args {
     /// Score the model's answers as generated, without post-processing.
     #[arg(long)]
     pub no_postprocess: bool,
-
-    /// An answer this similar (difflib ratio) to a KB entry counts as KB_MATCH.
-    #[arg(long, value_name = "RATIO", default_value_t = 0.80)]
-    pub kb_match_threshold: f64,
 
     /// JSON report to write (its directory is created).
     #[arg(long, value_name = "FILE", default_value = "test_outputs/test_results_qwen_with_source.json")]
@@ -86,22 +64,6 @@ pub struct Args {
 }
 
 impl Args {
-    /// KB matching, then retrieval over --train unless --no-retrieval, then --rules if given.
-    pub fn post_processor(&self, kb: &Kb) -> anyhow::Result<PostProcessor> {
-        let mut post = PostProcessor::new(kb.clone(), self.kb_match_threshold).context("--kb-match-threshold")?;
-        if !self.no_retrieval {
-            let training = read_jsonl(&self.train).context("reading --train")?;
-            post = post.with_retriever(
-                Retriever::new(kb, &training, &self.train, self.retrieval_precision)
-                    .context("--train, --retrieval-precision")?,
-            );
-        }
-        if let Some(path) = &self.rules {
-            post = post.with_rules(Rules::load(path, kb).context("reading --rules")?);
-        }
-        Ok(post)
-    }
-
     /// doc_id → topic, for readable per-doc lines; without the templates file, doc_ids are shown.
     pub fn topic_labels(&self, kb: &Kb) -> HashMap<String, String> {
         if !self.questions.is_file() {

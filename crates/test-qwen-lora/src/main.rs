@@ -26,13 +26,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     // Every input is checked before the model loads, so a typo costs nothing.
-    let mut inputs = vec![
-        ("--eval", args.eval.as_path()),
-        ("--kb", &args.kb),
-        ("--train", &args.train),
-        ("--questions", &args.questions),
-    ];
-    inputs.extend(args.rules.as_deref().map(|p| ("--rules", p)));
+    let mut inputs = vec![("--eval", args.eval.as_path()), ("--kb", &args.kb), ("--questions", &args.questions)];
+    inputs.extend(args.post.input_paths());
     inputs.extend(args.answers_from.as_deref().map(|p| ("--answers-from", p)));
     inputs.extend(args.adapter.input_paths().into_iter().chain(args.model.input_paths()));
     kb_dataset::check_outputs(&[("--report", &args.report)], &inputs)?;
@@ -45,7 +40,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let kb = Kb::load(&args.kb).context("reading --kb")?;
     kb_dataset::check_doc_ids(&samples, &kb, &args.eval)?;
-    let post = if args.no_postprocess { None } else { Some(args.post_processor(&kb)?) };
+    let post = if args.no_postprocess { None } else { Some(args.post.post_processor(&kb)?) };
     let doc_labels = args.topic_labels(&kb);
     let answers = match &args.answers_from {
         Some(from) => {
