@@ -9,7 +9,11 @@ One run, side by side on the same machine and model:
      offline rate (target >= 80%);
   3. time to first token (first content chunk of a raw stream) p50 / p95 at 1, 4 and 16 clients;
   4. optionally (--soak-seconds) 16 clients for that long: failed requests and the server's peak RSS
-     growth after the warm-up (target 0 failures, <= 5%).
+     growth after the warm-up (target 0 failures, <= 5%);
+  5. optionally (--llama-server BIN, with --gguf among the model flags) llama.cpp's own server on the
+     same GGUF with 16 parallel slots (--llama-lora FILE: an `export-gguf --lora-only` adapter), the
+     same ChatML prompts to its /v1/completions from 16 clients, greedy: its aggregate tokens/s
+     against ours with post-processing on (target >= 1.0x).
 The offline answers' token counts are the server's (greedy answers are the same tokens; step 2
 checks that they are the same answers).
 
@@ -124,6 +128,61 @@ def run_clients(client, questions, n_clients, **kw):
     return out, time.perf_counter() - t0, errors
 
 
+def llama_cpp(a, flags, questions, ours):
+    gguf = flags[flags.index("--gguf") + 1]
+    port = a.port + 1
+    cmd = [a.llama_server, "-m", gguf, "--parallel", "16", "-c", str(16 * 2048), "--port", str(port),
+           "--threads", str(os.cpu_count())]
+    if a.llama_lora:
+        cmd += ["--lora", a.llama_lora]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            sys.exit("llama-server did not come up")
+        out = [None] * len(questions)
+        next_i = [0]
+        lock = threading.Lock()
+
+        def worker():
+            while True:
+                with lock:
+                    i = next_i[0]
+                    next_i[0] += 1
+                if i >= len(questions):
+                    return
+                body = {"prompt": f"<|im_start|>user\n{questions[i]}<|im_end|>\n<|im_start|>assistant\n",
+                        "max_tokens": 150, "temperature": 0, "stop": ["<|im_end|>", "<|endoftext|>"]}
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+                out[i] = json.loads(conn.getresponse().read())
+                conn.close()
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        tokens = sum(v["usage"]["completion_tokens"] for v in out)
+        rate = tokens / wall
+        print(f"  llama.cpp llama-server, 16 slots, 16 clients: {wall:.1f} s, {tokens} tokens, {rate:.1f} tokens/s; "
+              f"ours with post-processing ÷ llama.cpp = {ours / rate:.2f}x (target >= 1.0x)")
+        return {"seconds": wall, "tokens": tokens, "tokens_per_s": rate, "ours_vs_llama_cpp": ours / rate}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="target/release")
@@ -133,6 +192,8 @@ def main():
     ap.add_argument("--ttft-requests", type=int, default=2, help="requests per client for the TTFT figures")
     ap.add_argument("--soak-seconds", type=int, default=0)
     ap.add_argument("--out", default="test_outputs/serve_bench.json")
+    ap.add_argument("--llama-server", help="llama.cpp's llama-server binary, for the comparison")
+    ap.add_argument("--llama-lora", help="LoRA GGUF for llama-server (export-gguf --lora-only)")
     ap.add_argument("model_flags", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     flags = [f for f in a.model_flags if f != "--"]
@@ -225,6 +286,8 @@ def main():
             print(f"  soak {a.soak_seconds} s at 16 clients: {counts['ok']} answered, {counts['failed']} failed; "
                   f"peak RSS {peak['warm'] / 1024:.0f} MiB in warm-up, {peak['after'] / 1024:.0f} MiB after "
                   f"({growth:+.1%}; target <= 5%)")
+        if a.llama_server:
+            results["llama_cpp"] = llama_cpp(a, flags, questions, served_rate)
     finally:
         server.send_signal(2)
         try:

@@ -119,6 +119,16 @@ impl ApiError {
         .with_code("queue_full")
     }
 
+    /// 503: as many requests are in flight as the server takes.
+    pub fn overloaded_connections(limit: usize) -> ApiError {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_overloaded",
+            format!("the server is handling {limit} requests, as many as it takes; retry in a moment"),
+        )
+        .with_code("too_many_requests")
+    }
+
     pub fn shutting_down() -> ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the server is shutting down")
     }

@@ -45,6 +45,9 @@ pub struct Settings {
     pub default_max_tokens: usize,
     /// Largest `max_tokens` a request may ask for.
     pub max_tokens_limit: usize,
+    /// Requests on `/v1/` handled at once, bodies being read included; past it a request gets 503
+    /// before its body is read, so many slow or large uploads cannot pile up in memory.
+    pub max_in_flight: usize,
 }
 
 /// How long a client may take to send its body (a slow one holds a connection, not the model).
@@ -57,6 +60,8 @@ pub struct App {
     pub post: PostProcessor,
     /// Special tokens (`<|im_start|>`, ...): a question containing one could forge a turn.
     pub special_tokens: Vec<String>,
+    /// One permit per request in flight on `/v1/` ([`Settings::max_in_flight`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The routes: `/` (the chat page), `/health`, `/v1/models`, `/v1/chat/completions`,
@@ -106,6 +111,14 @@ async fn auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         if given != Some(key.as_str()) {
             return ApiError::unauthorized().into_response();
         }
+    }
+    if req.uri().path().starts_with("/v1/") && req.method() == axum::http::Method::POST {
+        // Held until the response is produced; a stream's body holds no permit (its answer is
+        // in the batcher, bounded by the queue).
+        let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+            return ApiError::overloaded_connections(app.settings.max_in_flight).into_response();
+        };
+        return next.run(req).await;
     }
     next.run(req).await
 }
@@ -438,12 +451,22 @@ impl App {
     /// questions).
     pub fn new(settings: Settings, engine: Engine, post: PostProcessor, tokenizer: &tokenizers::Tokenizer) -> App {
         let special_tokens = tokenizer.get_added_tokens_decoder().into_values().map(|t| t.content).collect();
-        App { settings, engine, post, special_tokens }
+        App::with_special_tokens(settings, engine, post, special_tokens)
     }
 
     /// An app in front of a backend: the Qwen2.5 ChatML markers are refused in questions.
     pub fn without_tokenizer(settings: Settings, engine: Engine, post: PostProcessor) -> App {
         let special_tokens = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"].map(String::from).to_vec();
-        App { settings, engine, post, special_tokens }
+        App::with_special_tokens(settings, engine, post, special_tokens)
+    }
+
+    fn with_special_tokens(
+        settings: Settings,
+        engine: Engine,
+        post: PostProcessor,
+        special_tokens: Vec<String>,
+    ) -> App {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1)));
+        App { settings, engine, post, special_tokens, in_flight }
     }
 }

@@ -47,6 +47,7 @@ fn settings() -> Settings {
         timeout: Duration::from_secs(60),
         default_max_tokens: 24,
         max_tokens_limit: 1024,
+        max_in_flight: 64,
     }
 }
 
@@ -497,4 +498,41 @@ async fn a_request_past_its_timeout_gets_504() {
     let (status, v) = post_json(&format!("{}/v1/chat/completions", front.url), &ask("hi", json!({}))).await;
     assert_eq!((status, v["error"]["type"].as_str()), (504, Some("timeout")), "{v}");
     assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_limit_get_503_before_their_body_is_read() {
+    use tokio::io::AsyncWriteExt;
+    let mut st = settings();
+    st.max_in_flight = 1;
+    let s = start(st, 2, 4).await;
+    let url = format!("{}/v1/chat/completions", s.url);
+    // A client that sends its headers and never the whole body holds the one slot.
+    let mut slow = tokio::net::TcpStream::connect(s.url.trim_start_matches("http://")).await.unwrap();
+    slow.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut refused = None;
+    for _ in 0..200 {
+        let (status, v) = post_json(&url, &ask("hi", json!({ "max_tokens": 2 }))).await;
+        if status == 503 {
+            refused = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(refused.expect("never refused")["error"]["code"], "too_many_requests");
+    assert_eq!(health(&s).await["status"], "ok", "GET /health is not limited");
+    drop(slow);
+    let mut answered = false;
+    for _ in 0..200 {
+        if post_json(&url, &ask("hi", json!({ "max_tokens": 2 }))).await.0 == 200 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(answered, "the slot was not freed when the slow client left");
 }

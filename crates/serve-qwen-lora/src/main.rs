@@ -88,6 +88,10 @@ struct Args {
     generation: GenerationArgs,
 }
 
+/// Requests past the batch and the queue that may still be read and refused with a JSON 503
+/// of the queue's (the rest get the in-flight 503 before their body is read).
+const IN_FLIGHT_SLACK: usize = 16;
+
 fn main() -> std::process::ExitCode {
     cli_support::main(|| run(Args::parse()))
 }
@@ -133,6 +137,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
         default_max_tokens: gen_cfg.max_new_tokens,
         max_tokens_limit: args.max_tokens_limit,
+        max_in_flight: gen_cfg.batch_size + args.queue + IN_FLIGHT_SLACK,
     };
     let stop = Arc::new(AtomicBool::new(false));
     cli_support::stop_on_first_ctrl_c(stop.clone(), "stopping after the requests in flight (Ctrl-C again to quit now)");
