@@ -100,9 +100,10 @@ class Client:
         return {"usage": {"completion_tokens": tokens}}, first, time.perf_counter() - t0
 
 
-def run_clients(client, questions, n_clients, **kw):
-    """Sends every question once, n_clients at a time; returns (results in order, wall seconds)."""
-    out = [None] * len(questions)
+def run_pool(items, n_clients, call):
+    """Calls `call(item)` for every item, n_clients at a time; returns (results in order, wall seconds,
+    errors)."""
+    out = [None] * len(items)
     next_i = [0]
     lock = threading.Lock()
     errors = []
@@ -112,12 +113,12 @@ def run_clients(client, questions, n_clients, **kw):
             with lock:
                 i = next_i[0]
                 next_i[0] += 1
-            if i >= len(questions):
+            if i >= len(items):
                 return
             try:
-                out[i] = client.chat(questions[i], **kw)
+                out[i] = call(items[i])
             except Exception as e:  # noqa: BLE001 - counted and reported
-                errors.append(f"{questions[i]}: {e}")
+                errors.append(f"{items[i]}: {e}")
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(n_clients)]
@@ -126,6 +127,24 @@ def run_clients(client, questions, n_clients, **kw):
     for t in threads:
         t.join()
     return out, time.perf_counter() - t0, errors
+
+
+def run_clients(client, questions, n_clients, **kw):
+    """Sends every question to our server once, n_clients at a time."""
+    return run_pool(questions, n_clients, lambda q: client.chat(q, **kw))
+
+
+def wait_healthy(port, what):
+    for _ in range(1200):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"{what} did not come up")
 
 
 def llama_cpp(a, flags, questions, ours):
@@ -137,42 +156,20 @@ def llama_cpp(a, flags, questions, ours):
         cmd += ["--lora", a.llama_lora]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            sys.exit("llama-server did not come up")
-        out = [None] * len(questions)
-        next_i = [0]
-        lock = threading.Lock()
+        wait_healthy(port, "llama-server")
 
-        def worker():
-            while True:
-                with lock:
-                    i = next_i[0]
-                    next_i[0] += 1
-                if i >= len(questions):
-                    return
-                body = {"prompt": f"<|im_start|>user\n{questions[i]}<|im_end|>\n<|im_start|>assistant\n",
-                        "max_tokens": 150, "temperature": 0, "stop": ["<|im_end|>", "<|endoftext|>"]}
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-                conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
-                out[i] = json.loads(conn.getresponse().read())
-                conn.close()
+        def complete(q):
+            body = {"prompt": f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n",
+                    "max_tokens": 150, "temperature": 0, "stop": ["<|im_end|>", "<|endoftext|>"]}
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+            v = json.loads(conn.getresponse().read())
+            conn.close()
+            return v
 
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+        out, wall, errors = run_pool(questions, 16, complete)
+        if errors:
+            sys.exit(f"llama-server: {len(errors)} requests failed: {errors[:3]}")
         tokens = sum(v["usage"]["completion_tokens"] for v in out)
         rate = tokens / wall
         print(f"  llama.cpp llama-server, 16 slots, 16 clients: {wall:.1f} s, {tokens} tokens, {rate:.1f} tokens/s; "
@@ -213,16 +210,7 @@ def main():
                                "--queue", "256"], stderr=subprocess.DEVNULL)
     try:
         client = Client(a.port)
-        for _ in range(1200):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            sys.exit("the server did not come up")
+        wait_healthy(a.port, "the server")
         client.chat(questions[0], max_tokens=2)  # warm-up
 
         out, wall, errors = run_clients(client, questions, 16)
